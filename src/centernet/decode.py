@@ -1,0 +1,55 @@
+"""Peak extraction, top-K and box decoding (SPEC 4). Pure tensor code with a fixed K: exportable."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def gather_feat(feat: Tensor, ind: Tensor) -> Tensor:
+    """Values of ``feat`` [B, C, H, W] at flat positions ``ind`` [B, K] (y * W + x). -> [B, K, C]"""
+    b, c = feat.shape[:2]
+    flat = feat.reshape(b, c, -1)  # [B, C, H*W]
+    idx = ind.long().unsqueeze(1).expand(b, c, ind.shape[1])
+    return flat.gather(2, idx).permute(0, 2, 1)
+
+
+def peaks(heat: Tensor, kernel: int = 3) -> Tensor:
+    """Zero every value that is not the maximum of its ``kernel`` neighbourhood (ties all survive)."""
+    hmax = F.max_pool2d(heat, kernel, stride=1, padding=(kernel - 1) // 2)
+    return heat * (hmax == heat).to(heat.dtype)
+
+
+def topk(scores: Tensor, K: int = 100) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Top ``K`` over classes x positions of ``scores`` [B, C, H, W] (per class first, as the original).
+
+    Returns score, flat index (y * W + x), class, y, x, each [B, K].
+    """
+    b, c, h, w = scores.shape
+    k_cls = min(K, h * w)
+    cls_scores, cls_inds = torch.topk(scores.reshape(b, c, -1), k_cls)  # [B, C, k]
+    k_all = min(K, c * k_cls)
+    score, order = torch.topk(cls_scores.reshape(b, -1), k_all)  # [B, K]
+    classes = torch.div(order, k_cls, rounding_mode="floor")
+    inds = cls_inds.reshape(b, -1).gather(1, order)
+    ys = torch.div(inds, w, rounding_mode="floor")
+    xs = inds - ys * w
+    return score, inds, classes, ys, xs
+
+
+def decode_ctdet(heat: Tensor, wh: Tensor, reg: Tensor | None = None, K: int = 100) -> Tensor:
+    """Boxes from sigmoid'ed ``heat`` [B, C, H, W], ``wh`` [B, 2, H, W] and ``reg`` [B, 2, H, W].
+
+    Returns [B, K, 6] rows (x1, y1, x2, y2, score, class) in output-map pixels.
+    """
+    score, inds, classes, ys, xs = topk(peaks(heat), K)
+    xs, ys = xs.to(heat.dtype), ys.to(heat.dtype)
+    if reg is not None:
+        off = gather_feat(reg, inds)  # [B, K, 2]
+        xs, ys = xs + off[..., 0], ys + off[..., 1]
+    else:
+        xs, ys = xs + 0.5, ys + 0.5
+    size = gather_feat(wh, inds)  # [B, K, 2]
+    half_w, half_h = size[..., 0] / 2, size[..., 1] / 2
+    boxes = torch.stack([xs - half_w, ys - half_h, xs + half_w, ys + half_h], dim=2)
+    return torch.cat([boxes, score.unsqueeze(2), classes.to(heat.dtype).unsqueeze(2)], dim=2)

@@ -1,0 +1,36 @@
+"""Model registry and :func:`build_model`."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..registry import Registry
+from .detector import CenterNet
+
+# arch name -> builder(heads, head_conv) -> CenterNet
+ARCHS: Registry[Callable[..., CenterNet]] = Registry("architecture")
+# arch name -> default head_conv (the original's: 64 for ResNets, 256 for DLA and Hourglass)
+DEFAULT_HEAD_CONV: dict[str, int] = {}
+
+
+def register_arch(name: str, head_conv: int):
+    def add(fn):
+        DEFAULT_HEAD_CONV[name] = head_conv
+        return ARCHS.register(name)(fn)
+
+    return add
+
+
+def build_model(arch: str, heads: dict[str, int], head_conv: int | None = None) -> CenterNet:
+    """Build ``arch`` (see ``ARCHS.names()``) with ``heads`` ({name: channels}).
+
+    The model's forward returns a list with one {head: [B, n, H/4, W/4]} dict per stack.
+    """
+    builder = ARCHS.get(arch)
+    if head_conv is None:
+        head_conv = DEFAULT_HEAD_CONV[arch]
+    model = builder(heads=dict(heads), head_conv=head_conv)
+    model.arch = arch
+    return model
+
+
+from . import zoo  # noqa: E402,F401  (registers the architectures)
