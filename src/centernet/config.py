@@ -1,0 +1,115 @@
+"""Typed configuration with the paper's defaults. Only the builders and the CLI read these objects."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# COCO statistics, in OpenCV's BGR channel order (SPEC 9).
+COCO_MEAN = (0.408, 0.447, 0.470)
+COCO_STD = (0.289, 0.274, 0.278)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "resdcn_18"
+    head_conv: int | None = None  # None: the architecture's default (64 ResNet, 256 DLA / Hourglass)
+    pretrained: str | None = None  # path to ImageNet backbone weights
+
+
+@dataclass
+class DataConfig:
+    train: str | None = None  # a COCO json, a VOC folder or a YOLO folder (see centernet.data.open_dataset)
+    val: str | None = None
+    train_images: str | None = None  # image folder, when it does not follow the format's layout
+    val_images: str | None = None
+    input_size: tuple[int, int] = (512, 512)  # (w, h)
+    down_ratio: int = 4
+    mean: tuple[float, float, float] = COCO_MEAN
+    std: tuple[float, float, float] = COCO_STD
+    random_crop: bool = True
+    scale_jitter: float = 0.4  # used when random_crop is off
+    shift_jitter: float = 0.1
+    flip_prob: float = 0.5
+    color_aug: bool = True
+    max_objects: int = 128
+    num_workers: int = 2
+    test_keep_res: bool = False  # test on the padded original size instead of warping to input_size
+    test_pad: int = 31  # keep_res padding: (n | pad) + 1; 127 for Hourglass
+
+
+@dataclass
+class TaskConfig:
+    name: str = "ctdet"
+    num_classes: int = 80
+    class_names: list[str] = field(default_factory=list)
+    cat_ids: list[int] = field(default_factory=list)  # label -> data set category id (COCO results)
+    weights: dict[str, float] = field(default_factory=dict)  # loss weights; empty: the task's defaults
+    max_detections: int = 100  # K
+    radius_variant: str = "centernet"
+    min_overlap: float = 0.7
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 140
+    batch_size: int = 32
+    lr: float = 1.25e-4
+    lr_steps: tuple[int, ...] = (90, 120)
+    lr_factor: float = 0.1
+    weight_decay: float = 0.0
+    device: str = "auto"  # auto: CUDA if available, else CPU
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    seed: int = 317
+    val_interval: int = 5  # epochs between evaluations; 0 disables
+    max_steps_per_epoch: int | None = None  # cut epochs short (small experiments)
+    out_dir: str = "runs/exp"
+    sync_bn: bool = False  # distributed only
+
+
+@dataclass
+class ExperimentConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ExperimentConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error (they would be silently ignored)."""
+        parts = {}
+        for f in dataclasses.fields(cls):
+            sub_cls = f.default_factory  # type: ignore[misc]
+            values = dict(d.get(f.name, {}))
+            known = {g.name: g for g in dataclasses.fields(sub_cls)}
+            unknown = set(values) - set(known)
+            if unknown:
+                raise ValueError(f"unknown {f.name} config keys: {sorted(unknown)}")
+            for key, value in values.items():  # json turns tuples into lists
+                if isinstance(value, list) and "tuple" in str(known[key].type):
+                    values[key] = tuple(value)
+            parts[f.name] = sub_cls(**values)
+        return cls(**parts)
+
+
+def override(cfg: ExperimentConfig, assignments: list[str]) -> ExperimentConfig:
+    """Apply ``section.key=value`` strings (value parsed as JSON when it parses, else a string)."""
+    import json
+
+    d = cfg.to_dict()
+    for item in assignments:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ValueError(f"override {item!r} is not of the form section.key=value")
+        path, raw = item.split("=", 1)
+        section, key = path.split(".", 1)
+        if section not in d or key not in d[section]:
+            raise ValueError(f"unknown config field {path!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        d[section][key] = value
+    return ExperimentConfig.from_dict(d)

@@ -1,0 +1,140 @@
+"""From samples to network inputs and targets: the training and the test pipelines."""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .io import read_image
+from .sample import DetectionSource, Sample
+from .transforms import (
+    affine_transform, color_aug, get_affine_transform, normalize, prepare_test_image, sample_augment,
+)
+
+if TYPE_CHECKING:
+    from ..tasks.base import Task
+
+
+def flip_sample(sample: Sample, flip_pairs: Sequence[tuple[int, int]]) -> Sample:
+    """Mirror the annotations of ``sample`` (x -> width - x - 1), swapping left/right keypoints."""
+    width = sample.width
+    boxes = sample.boxes.copy()
+    boxes[:, [0, 2]] = width - sample.boxes[:, [2, 0]] - 1
+    keypoints = sample.keypoints
+    if keypoints is not None:
+        keypoints = keypoints.copy()
+        keypoints[..., 0] = width - keypoints[..., 0] - 1
+        for a, b in flip_pairs:
+            keypoints[:, [a, b]] = keypoints[:, [b, a]]
+    return dataclasses.replace(sample, boxes=boxes, keypoints=keypoints)
+
+
+def warp_sample(sample: Sample, trans: np.ndarray, out_w: int, out_h: int) -> Sample:
+    """Map the geometry of ``sample`` through the 2x3 ``trans`` into an ``out_w x out_h`` map."""
+    corners = affine_transform(sample.boxes.reshape(-1, 2), trans).reshape(-1, 4)
+    keypoints = sample.keypoints
+    if keypoints is not None:
+        keypoints = keypoints.copy()
+        keypoints[..., :2] = affine_transform(keypoints[..., :2], trans)
+    return dataclasses.replace(sample, boxes=corners, keypoints=keypoints, width=out_w, height=out_h)
+
+
+class TrainDataset(Dataset):
+    """Augmented inputs and task targets: {"input": [3, H, W], <target name>: array, ...}.
+
+    ``augment=False`` gives the deterministic test geometry (centre, no flip, no colour), which the
+    oracle evaluation and the round-trip tests use.
+    """
+
+    def __init__(self, source: DetectionSource, task: "Task", input_size: tuple[int, int] = (512, 512),
+                 down_ratio: int = 4, mean=(0.408, 0.447, 0.470), std=(0.289, 0.274, 0.278),
+                 augment: bool = True, random_crop: bool = True, scale_jitter: float = 0.4,
+                 shift_jitter: float = 0.1, flip_prob: float = 0.5, color: bool = True, seed: int = 0) -> None:
+        self.source = source
+        self.task = task
+        self.input_size = tuple(input_size)
+        self.down_ratio = down_ratio
+        self.mean = np.array(mean, dtype=np.float32)
+        self.std = np.array(std, dtype=np.float32)
+        self.augment = augment
+        self.random_crop, self.scale_jitter, self.shift_jitter = random_crop, scale_jitter, shift_jitter
+        self.flip_prob = flip_prob
+        self.color = color
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random stream (the trainer calls it each epoch so workers do not repeat draws)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        sample = self.source[index]
+        image = read_image(sample.path)
+        if image.shape[:2] != (sample.height, sample.width):
+            sample = dataclasses.replace(sample, height=image.shape[0], width=image.shape[1])
+        inp_w, inp_h = self.input_size
+        out_w, out_h = inp_w // self.down_ratio, inp_h // self.down_ratio
+        rng = np.random.RandomState((self.seed * 1_000_003 + self.epoch * 7919 + index) % 2**32)
+        if self.augment:
+            aug = sample_augment(rng, sample.width, sample.height, self.random_crop,
+                                 self.scale_jitter, self.shift_jitter, self.flip_prob)
+            center, scale = aug.center, aug.scale
+            if aug.flipped:
+                image = image[:, ::-1]
+                sample = flip_sample(sample, self.task.flip_pairs)
+        else:
+            center = np.array([sample.width / 2.0, sample.height / 2.0], dtype=np.float32)
+            scale = float(max(sample.width, sample.height))
+        trans_in = get_affine_transform(center, scale, 0, (inp_w, inp_h))
+        warped = cv2.warpAffine(np.ascontiguousarray(image), trans_in, (inp_w, inp_h), flags=cv2.INTER_LINEAR)
+        warped = warped.astype(np.float32) / 255.0
+        if self.augment and self.color:
+            color_aug(rng, warped)
+        trans_out = get_affine_transform(center, scale, 0, (out_w, out_h))
+        targets = self.task.encode(warp_sample(sample, trans_out, out_w, out_h), out_w, out_h)
+        return {"input": normalize(warped, self.mean, self.std), **targets,
+                "image_id": np.int64(sample.image_id),
+                "trans_inv": get_affine_transform(center, scale, 0, (out_w, out_h), inv=True).astype(np.float32)}
+
+
+class TestDataset(Dataset):
+    """Test inputs of every image with the geometry to map predictions back (optionally + the mirror)."""
+
+    def __init__(self, source: DetectionSource, input_size: tuple[int, int] | None, down_ratio: int = 4,
+                 mean=(0.408, 0.447, 0.470), std=(0.289, 0.274, 0.278), pad: int = 31,
+                 scale_factor: float = 1.0) -> None:
+        self.source = source
+        self.input_size = input_size
+        self.down_ratio = down_ratio
+        self.mean = np.array(mean, dtype=np.float32)
+        self.std = np.array(std, dtype=np.float32)
+        self.pad = pad
+        self.scale_factor = scale_factor
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        sample = self.source[index]
+        prepared = prepare_test_image(read_image(sample.path), self.mean, self.std, self.input_size,
+                                      self.pad, self.down_ratio, self.scale_factor)
+        return test_item(prepared, sample.image_id)
+
+
+def test_item(prepared, image_id: int) -> dict[str, np.ndarray]:
+    """Tensors of a prepared test image: input and the inverse output transform (incl. test scale)."""
+    trans_inv = get_affine_transform(prepared.center, prepared.scale, 0, prepared.output_size, inv=True)
+    trans_inv = trans_inv / prepared.scale_factor
+    return {"input": prepared.image, "image_id": np.int64(image_id), "trans_inv": trans_inv.astype(np.float32)}
+
+
+def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """Stack a list of dicts of arrays into a dict of tensors."""
+    return {key: torch.from_numpy(np.stack([item[key] for item in items])) for key in items[0]}

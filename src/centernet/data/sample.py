@@ -1,0 +1,57 @@
+"""One sample type for every data format and task."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Sample:
+    """An image and its annotations in image pixels.
+
+    ``boxes`` [N, 4] float32 (x1, y1, x2, y2); ``labels`` [N] int64, contiguous 0..C-1;
+    ``keypoints`` [N, J, 3] float32 (x, y, visibility) or None; ``calib`` [3, 4] camera matrix (P2) or None;
+    ``extra`` holds task-specific per-object arrays (e.g. 3D dims, depth, alpha).
+    ``ignore`` [N] bool marks crowd regions: kept for evaluation, never a training target.
+    """
+
+    image_id: int
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray
+    labels: np.ndarray
+    ignore: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    calib: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        if self.ignore is None:
+            self.ignore = np.zeros(len(self.labels), dtype=bool)
+        if not (len(self.boxes) == len(self.labels) == len(self.ignore)):
+            raise ValueError(f"{self.path}: {len(self.boxes)} boxes but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class DetectionSource:
+    """Protocol of a data-set reader: indexable Samples, class names, and (lazily) image loading.
+
+    Subclasses set ``class_names`` and ``samples`` (annotations only; images are read on demand by
+    :func:`centernet.data.io.read_image`).
+    """
+
+    class_names: list[str]
+    samples: list[Sample]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.samples[index]

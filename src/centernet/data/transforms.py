@@ -1,0 +1,163 @@
+"""Affine crop/scale/flip, colour augmentation and test-time input preparation (SPEC 1 and 9)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# ImageNet PCA of RGB pixel colours (in OpenCV's BGR order), used by the PCA lighting augmentation.
+EIG_VAL = np.array([0.2141788, 0.01817699, 0.00341571], dtype=np.float32)
+EIG_VEC = np.array(
+    [[-0.58752847, -0.69563484, 0.41340352],
+     [-0.5832747, 0.00994535, -0.81221408],
+     [-0.56089297, 0.71832671, 0.29764914]], dtype=np.float32,
+)
+# Scale factors of the random crop: numpy's arange(0.6, 1.4, 0.1) (1.4 excluded).
+CROP_SCALES = np.arange(0.6, 1.4, 0.1)
+
+
+def _rotate(point: np.ndarray, rot_rad: float) -> np.ndarray:
+    sn, cs = np.sin(rot_rad), np.cos(rot_rad)
+    return np.array([point[0] * cs - point[1] * sn, point[0] * sn + point[1] * cs], dtype=np.float32)
+
+
+def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = a - b
+    return b + np.array([-d[1], d[0]], dtype=np.float32)
+
+
+def get_affine_transform(center, scale, rot: float, output_size, shift=(0.0, 0.0), inv: bool = False) -> np.ndarray:
+    """2x3 matrix mapping the square of side ``scale`` (pixels) around ``center`` (x, y) onto
+    ``output_size`` (w, h), rotated by ``rot`` degrees; ``inv`` gives the way back."""
+    scale = np.array([scale, scale], dtype=np.float32) if np.isscalar(scale) else np.asarray(scale, np.float32)
+    center = np.asarray(center, dtype=np.float32)
+    shift = np.asarray(shift, dtype=np.float32)
+    src_w = scale[0]
+    dst_w, dst_h = output_size
+    src_dir = _rotate(np.array([0, src_w * -0.5], np.float32), np.pi * rot / 180)
+    dst_dir = np.array([0, dst_w * -0.5], np.float32)
+    src = np.zeros((3, 2), dtype=np.float32)
+    dst = np.zeros((3, 2), dtype=np.float32)
+    src[0] = center + scale * shift
+    src[1] = src[0] + src_dir
+    dst[0] = [dst_w * 0.5, dst_h * 0.5]
+    dst[1] = dst[0] + dst_dir
+    src[2] = _third_point(src[0], src[1])
+    dst[2] = _third_point(dst[0], dst[1])
+    return cv2.getAffineTransform(dst, src) if inv else cv2.getAffineTransform(src, dst)
+
+
+def affine_transform(points: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 matrix to points [..., 2]."""
+    points = np.asarray(points, dtype=np.float32)
+    return points @ t[:, :2].T.astype(np.float32) + t[:, 2].astype(np.float32)
+
+
+def _border(border: int, size: int) -> int:
+    i = 1
+    while size - border // i <= border // i:
+        i *= 2
+    return border // i
+
+
+def color_aug(rng: np.random.RandomState, image: np.ndarray, var: float = 0.4, light_std: float = 0.1) -> None:
+    """Brightness, contrast, saturation (random order, each +-``var``) and PCA lighting, in place on a
+    float32 BGR image in [0, 1]."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    gray_mean = gray.mean()
+
+    def brightness() -> None:
+        image *= 1 + rng.uniform(-var, var)
+
+    def contrast() -> None:
+        alpha = 1 + rng.uniform(-var, var)
+        image *= alpha
+        image += (1 - alpha) * gray_mean
+
+    def saturation() -> None:
+        alpha = 1 + rng.uniform(-var, var)
+        image *= alpha
+        image += (1 - alpha) * gray[:, :, None]
+
+    ops = [brightness, contrast, saturation]
+    rng.shuffle(ops)
+    for op in ops:
+        op()
+    alpha = rng.normal(scale=light_std, size=(3,)).astype(np.float32)
+    image += EIG_VEC @ (EIG_VAL * alpha)
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Random choices of one training sample."""
+
+    center: np.ndarray
+    scale: float
+    flipped: bool
+
+
+def sample_augment(
+    rng: np.random.RandomState, width: int, height: int, random_crop: bool = True,
+    scale_jitter: float = 0.4, shift_jitter: float = 0.1, flip_prob: float = 0.5,
+) -> AugmentParams:
+    """Draw the crop centre, scale and flip of the original training augmentation."""
+    center = np.array([width / 2.0, height / 2.0], dtype=np.float32)
+    s = float(max(height, width))
+    if random_crop:
+        s *= float(rng.choice(CROP_SCALES))
+        wb, hb = _border(128, width), _border(128, height)
+        center[0] = rng.randint(low=wb, high=width - wb)
+        center[1] = rng.randint(low=hb, high=height - hb)
+    else:
+        center[0] += s * np.clip(rng.randn() * shift_jitter, -2 * shift_jitter, 2 * shift_jitter)
+        center[1] += s * np.clip(rng.randn() * shift_jitter, -2 * shift_jitter, 2 * shift_jitter)
+        s *= float(np.clip(rng.randn() * scale_jitter + 1, 1 - scale_jitter, 1 + scale_jitter))
+    flipped = bool(rng.random_sample() < flip_prob)
+    if flipped:
+        center[0] = width - center[0] - 1
+    return AugmentParams(center, s, flipped)
+
+
+def normalize(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """float32 BGR [H, W, 3] in [0, 1] -> normalised [3, H, W]."""
+    return ((image - mean) / std).transpose(2, 0, 1).astype(np.float32)
+
+
+def padded_size(n: int, pad: int) -> int:
+    """Test-time ``keep_res`` size: (n | pad) + 1, e.g. 480 -> 512 and 512 -> 544 for pad 31."""
+    return (n | pad) + 1
+
+
+@dataclass(frozen=True)
+class TestInput:
+    """A prepared test image: ``image`` [3, h, w] and the geometry to map predictions back."""
+
+    image: np.ndarray
+    center: np.ndarray
+    scale: float | np.ndarray
+    scale_factor: float
+    output_size: tuple[int, int]  # (w, h) of the stride-R output map
+
+
+def prepare_test_image(
+    image: np.ndarray, mean: np.ndarray, std: np.ndarray, input_size: tuple[int, int] | None,
+    pad: int = 31, down_ratio: int = 4, scale_factor: float = 1.0,
+) -> TestInput:
+    """Resize by ``scale_factor`` then warp to ``input_size`` (w, h), or with ``input_size=None``
+    (``keep_res``) pad each side to ``(n | pad) + 1`` around the centre."""
+    height, width = image.shape[:2]
+    new_h, new_w = int(height * scale_factor), int(width * scale_factor)
+    if input_size is not None:
+        inp_w, inp_h = input_size
+        center = np.array([new_w / 2.0, new_h / 2.0], dtype=np.float32)
+        scale: float | np.ndarray = float(max(height, width))
+    else:
+        inp_h, inp_w = padded_size(new_h, pad), padded_size(new_w, pad)
+        center = np.array([new_w // 2, new_h // 2], dtype=np.float32)
+        scale = np.array([inp_w, inp_h], dtype=np.float32)
+    trans = get_affine_transform(center, scale, 0, (inp_w, inp_h))
+    resized = image if scale_factor == 1.0 else cv2.resize(image, (new_w, new_h))
+    warped = cv2.warpAffine(resized, trans, (inp_w, inp_h), flags=cv2.INTER_LINEAR)
+    inp = normalize(warped.astype(np.float32) / 255.0, mean, std)
+    return TestInput(inp, center, scale, scale_factor, (inp_w // down_ratio, inp_h // down_ratio))

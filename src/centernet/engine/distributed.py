@@ -1,0 +1,85 @@
+"""torch.distributed helpers: process group from torchrun's environment, averaging, sharded evaluation."""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+
+from ..data.sample import DetectionSource
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def init_from_env(device: str = "auto") -> bool:
+    """Join the process group described by torchrun's variables (nccl on CUDA, gloo on CPU).
+
+    Returns False (and does nothing) when not launched by torchrun.
+    """
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ or is_distributed():
+        return is_distributed()
+    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return True
+
+
+def device_for_rank(device: torch.device) -> torch.device:
+    """On CUDA each process takes the GPU of its LOCAL_RANK."""
+    if device.type == "cuda" and is_distributed():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+def average(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Mean of each value over the processes."""
+    if not is_distributed():
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: float(v) / world_size() for k, v in zip(keys, t.tolist())}
+
+
+class Shard(DetectionSource):
+    """Every ``world``-th sample of ``source``, starting at ``rank``."""
+
+    def __init__(self, source: DetectionSource, rank: int, world: int) -> None:
+        self.source = source
+        self.class_names = source.class_names
+        self.samples = source.samples[rank::world]
+
+
+def evaluate_sharded(evaluate_fn: Callable[..., Any], model, task, source: DetectionSource, settings, device,
+                     progress: bool = True) -> dict[str, float]:
+    """Score ``model`` on ``source``: alone, or with each rank running a shard and rank 0 scoring all."""
+    if not is_distributed():
+        return evaluate_fn(model, task, source, settings, device, progress=progress).metrics
+    from ..engine.evaluator import run_detections
+    from ..evaluation.coco import category_ids, coco_ground_truth, evaluate_coco
+
+    cat_ids = category_ids(source)
+    mine = []
+    for image_id, rows in run_detections(model, task, Shard(source, rank(), world_size()), settings, device,
+                                         progress):
+        mine += task.to_results(rows.float().cpu().numpy(), image_id, cat_ids)
+    gathered: list[Any] = [None] * world_size()
+    dist.all_gather_object(gathered, mine)
+    metrics = [None]
+    if rank() == 0:
+        results = [r for part in gathered for r in part]
+        metrics = [evaluate_coco(coco_ground_truth(source), results, task.iou_type)]
+    dist.broadcast_object_list(metrics, src=0)
+    return metrics[0]

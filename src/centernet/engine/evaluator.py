@@ -1,0 +1,89 @@
+"""The one evaluator: run a model (or the ground truth, in oracle mode) over a data source and score it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..data.pipeline import TestDataset, TrainDataset, collate
+from ..data.sample import DetectionSource
+from ..evaluation.coco import category_ids, coco_ground_truth, evaluate_coco
+from ..tasks.base import Task
+from .inference import detections, infer_maps
+
+ORACLE_MAPS = {"hm": "heatmap", "wh": "size", "reg": "offset"}
+
+
+@dataclass
+class EvalSettings:
+    """Test-time geometry and options (see DataConfig for their meaning)."""
+
+    input_size: tuple[int, int] | None = (512, 512)  # None: keep_res (pad to (n | pad) + 1)
+    down_ratio: int = 4
+    mean: tuple[float, float, float] = (0.408, 0.447, 0.470)
+    std: tuple[float, float, float] = (0.289, 0.274, 0.278)
+    pad: int = 31
+    flip: bool = False
+    batch_size: int = 1
+    num_workers: int = 0
+    oracle: frozenset[str] = field(default_factory=frozenset)  # head names replaced by the ground truth
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    results: list[dict[str, Any]]  # COCO result format
+
+
+def _loader(dataset, settings: EvalSettings) -> DataLoader:
+    return DataLoader(dataset, batch_size=settings.batch_size, shuffle=False, collate_fn=collate,
+                      num_workers=settings.num_workers)
+
+
+def run_detections(model: nn.Module | None, task: Task, source: DetectionSource, settings: EvalSettings,
+                   device: torch.device | str = "cpu", progress: bool = True) -> Iterable[tuple[int, torch.Tensor]]:
+    """Yield (image_id, [K, D] detections in image pixels) for every image of ``source``.
+
+    With ``settings.oracle`` non-empty, those maps come from the encoded ground truth (the error
+    analysis); with ``model=None`` every map does.
+    """
+    oracle = set(settings.oracle)
+    if model is None:
+        oracle = set(task.heads())
+    if oracle:
+        if settings.input_size is None:
+            raise ValueError("oracle evaluation needs a fixed input size (not keep_res)")
+        dataset = TrainDataset(source, task, settings.input_size, settings.down_ratio, settings.mean,
+                               settings.std, augment=False)
+    else:
+        dataset = TestDataset(source, settings.input_size, settings.down_ratio, settings.mean, settings.std,
+                              settings.pad)
+    if model is not None:
+        model.eval()
+    for batch in tqdm(_loader(dataset, settings), desc="eval", disable=not progress, leave=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        maps: dict[str, torch.Tensor] = {}
+        if model is not None:
+            maps = infer_maps(model, task, batch["input"], flip=settings.flip)
+        if oracle:
+            truth = task.oracle_maps(batch)
+            maps.update({k: truth[k] for k in oracle if k in truth})
+        dets = detections(task, maps, batch["trans_inv"])
+        for image_id, rows in zip(batch["image_id"].tolist(), dets):
+            yield image_id, rows
+
+
+def evaluate(model: nn.Module | None, task: Task, source: DetectionSource, settings: EvalSettings | None = None,
+             device: torch.device | str = "cpu", progress: bool = True, verbose: bool = False) -> EvalResult:
+    """COCO box metrics (AP, AP50, AP75, APs/m/l, AR) of ``model`` on ``source``."""
+    settings = settings or EvalSettings()
+    cat_ids = category_ids(source)
+    results: list[dict[str, Any]] = []
+    for image_id, rows in run_detections(model, task, source, settings, device, progress):
+        results += task.to_results(rows.float().cpu().numpy(), image_id, cat_ids)
+    metrics = evaluate_coco(coco_ground_truth(source), results, task.iou_type, verbose=verbose)
+    return EvalResult(metrics, results)

@@ -1,0 +1,119 @@
+"""CenterNet box detection: a box is its centre's gaussian peak plus a size and a sub-pixel offset."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.sample import Sample
+from ..decode import decode_ctdet
+from ..losses import focal_loss, reg_l1_loss
+from ..targets import draw_gaussian, object_radius
+from .base import Task, flip_lr
+
+
+def encode_centers(sample: Sample, out_w: int, out_h: int, num_classes: int, max_objects: int,
+                   radius_variant: str = "centernet", min_overlap: float = 0.7) -> dict[str, np.ndarray]:
+    """Heatmap, size, offset, index and mask targets of the boxes of ``sample`` (output pixels).
+
+    Boxes are clipped to the map; objects with no positive clipped size, crowd regions and objects past
+    ``max_objects`` get no target. Slot k belongs to the k-th annotation, as in the original.
+    """
+    hm = np.zeros((num_classes, out_h, out_w), dtype=np.float32)
+    wh = np.zeros((max_objects, 2), dtype=np.float32)
+    reg = np.zeros((max_objects, 2), dtype=np.float32)
+    ind = np.zeros(max_objects, dtype=np.int64)
+    mask = np.zeros(max_objects, dtype=np.float32)
+    boxes = sample.boxes[:max_objects].copy()
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, out_w - 1)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, out_h - 1)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    keep = (w > 0) & (h > 0) & ~sample.ignore[:max_objects]
+    radii = object_radius(h, w, min_overlap, radius_variant)
+    centers = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
+    centers_int = centers.astype(np.int32)
+    for k in np.flatnonzero(keep):
+        draw_gaussian(hm[sample.labels[k]], centers_int[k], radii[k])
+    wh[: len(boxes)] = np.stack([w, h], axis=1)
+    reg[: len(boxes)] = centers - centers_int
+    ind[: len(boxes)] = centers_int[:, 1] * out_w + centers_int[:, 0]
+    mask[: len(boxes)] = keep
+    return {"hm": hm, "wh": wh, "reg": reg, "ind": ind, "reg_mask": mask, "radius": np.pad(radii, (0, max_objects - len(radii)))}
+
+
+def scatter_at(values: Tensor, ind: Tensor, mask: Tensor, h: int, w: int) -> Tensor:
+    """Inverse of gather: write ``values`` [B, M, C] at flat ``ind`` [B, M] where ``mask``; -> [B, C, H, W].
+
+    Where several objects share an index the last one wins, as in the encoder.
+    """
+    b, m, c = values.shape
+    valid = mask > 0  # [B, M]
+    same = (ind.unsqueeze(2) == ind.unsqueeze(1)) & valid.unsqueeze(1) & valid.unsqueeze(2)  # [B, M, M]
+    later = torch.ones(m, m, dtype=torch.bool, device=ind.device).triu(1)
+    overwritten = (same & later).any(dim=2)
+    keep = valid & ~overwritten  # now the kept indices are unique per image
+    target = torch.where(keep, ind.long(), torch.full_like(ind.long(), h * w))  # dropped -> spare slot
+    out = values.new_zeros(b, c, h * w + 1)
+    out.scatter_(2, target.unsqueeze(1).expand(b, c, m), values.permute(0, 2, 1))
+    return out[:, :, : h * w].reshape(b, c, h, w)
+
+
+class CtdetTask(Task):
+    name = "ctdet"
+
+    def __init__(self, num_classes: int, weights: dict[str, float] | None = None, max_objects: int = 128,
+                 max_detections: int = 100, radius_variant: str = "centernet", min_overlap: float = 0.7,
+                 reg_offset: bool = True) -> None:
+        super().__init__(num_classes, weights, max_objects, max_detections)
+        self.radius_variant = radius_variant
+        self.min_overlap = min_overlap
+        self.reg_offset = reg_offset
+
+    def heads(self) -> dict[str, int]:
+        heads = {"hm": self.num_classes, "wh": 2}
+        if self.reg_offset:
+            heads["reg"] = 2
+        return heads
+
+    def default_weights(self) -> dict[str, float]:
+        return {"hm": 1.0, "wh": 0.1, "reg": 1.0}
+
+    def encode(self, sample: Sample, out_w: int, out_h: int) -> dict[str, np.ndarray]:
+        return encode_centers(sample, out_w, out_h, self.num_classes, self.max_objects,
+                              self.radius_variant, self.min_overlap)
+
+    def _stack_terms(self, output: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        terms = {
+            "hm": focal_loss(output["hm"], batch["hm"]),
+            "wh": reg_l1_loss(output["wh"], batch["ind"], batch["reg_mask"], batch["wh"]),
+        }
+        if self.reg_offset:
+            terms["reg"] = reg_l1_loss(output["reg"], batch["ind"], batch["reg_mask"], batch["reg"])
+        return terms
+
+    def loss(self, outputs: list[dict[str, Tensor]], batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.stack_loss(outputs, batch, self._stack_terms)
+
+    def activate(self, output: dict[str, Tensor]) -> dict[str, Tensor]:
+        maps = {"hm": torch.sigmoid(output["hm"]), "wh": output["wh"]}
+        if self.reg_offset:
+            maps["reg"] = output["reg"]
+        return maps
+
+    def merge_flip(self, maps: dict[str, Tensor]) -> dict[str, Tensor]:
+        b = maps["hm"].shape[0] // 2
+        merged = {name: (maps[name][:b] + flip_lr(maps[name][b:])) / 2 for name in ("hm", "wh")}
+        if "reg" in maps:
+            merged["reg"] = maps["reg"][:b]  # the offset comes from the unflipped image only
+        return merged
+
+    def decode(self, maps: dict[str, Tensor]) -> Tensor:
+        return decode_ctdet(maps["hm"], maps["wh"], maps.get("reg"), K=self.K)  # [B, K, 6]
+
+    def oracle_maps(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        hm = batch["hm"]
+        h, w = hm.shape[-2:]
+        maps = {"hm": hm, "wh": scatter_at(batch["wh"], batch["ind"], batch["reg_mask"], h, w)}
+        if self.reg_offset:
+            maps["reg"] = scatter_at(batch["reg"], batch["ind"], batch["reg_mask"], h, w)
+        return maps
