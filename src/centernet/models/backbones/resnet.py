@@ -55,24 +55,25 @@ RESNET_SPECS: dict[int, tuple[type[nn.Module], list[int]]] = {
 
 
 class ResNet(nn.Module):
-    """ResNet without its classifier. ``forward`` returns the outputs of layer1..layer4
+    """ResNet without its classifier (``base_width`` 64 is the standard network). ``forward`` returns the outputs of layer1..layer4
     ([B, C_i, H/s_i, W/s_i] with strides 4, 8, 16, 32); ``channels`` and ``strides`` describe them."""
 
-    def __init__(self, depth: int) -> None:
+    def __init__(self, depth: int, base_width: int = 64) -> None:
         super().__init__()
         if depth not in RESNET_SPECS:
             raise ValueError(f"no ResNet-{depth}; choose one of {sorted(RESNET_SPECS)}")
         block, layers = RESNET_SPECS[depth]
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, momentum=BN_MOMENTUM)
+        w = base_width
+        self.inplanes = w
+        self.conv1 = nn.Conv2d(3, w, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w, momentum=BN_MOMENTUM)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
-        self.channels = [64 * block.expansion * m for m in (1, 2, 4, 8)]
+        self.layer1 = self._make_layer(block, w, layers[0])
+        self.layer2 = self._make_layer(block, 2 * w, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * w, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 8 * w, layers[3], stride=2)
+        self.channels = [w * block.expansion * m for m in (1, 2, 4, 8)]
         self.strides = [4, 8, 16, 32]
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

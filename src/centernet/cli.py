@@ -1,0 +1,202 @@
+"""Command line: centernet train | eval | predict | demo | presets (and more, see --help)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ExperimentConfig, override
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", help="image folder when the annotations do not follow their format's layout")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: CUDA when available)")
+    p.add_argument("--workers", type=int, default=2, help="data loading processes")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="centernet",
+        description="CenterNet / CornerNet detectors in pure PyTorch. Data may be a COCO json file, a PASCAL "
+                    "VOC folder (annotations/*.xml + images/) or a YOLO folder (images/ + labels/).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model (from a preset, overridable field by field)")
+    p.add_argument("--preset", default="ctdet_resdcn18_coco", help="paper configuration (see `centernet presets`)")
+    p.add_argument("--config", help="a config.json written by an earlier run (instead of --preset)")
+    p.add_argument("--train", help="training annotations (COCO json, VOC or YOLO folder)")
+    p.add_argument("--val", help="validation annotations, scored every train.val_interval epochs")
+    p.add_argument("--val-images", help="validation image folder, when not the format's layout")
+    p.add_argument("--arch", help="architecture, e.g. resdcn_18, dla_34, hourglass")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--out", help="run folder for logs and checkpoints")
+    p.add_argument("--pretrained", help="ImageNet backbone weights (.pth) to start from")
+    p.add_argument("--resume", help="continue from a checkpoint (last.pth of a run)")
+    p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config field, e.g. train.val_interval=1 data.input_size=[384,384]")
+    _add_data_args(p)
+
+    p = sub.add_parser("eval", help="COCO metrics of a checkpoint on a data set")
+    p.add_argument("checkpoint", nargs="?", help="a centernet checkpoint (omit with --oracle)")
+    p.add_argument("--data", required=True, help="annotations to score against")
+    p.add_argument("--flip", action="store_true", help="flip test: average the image and its mirror")
+    p.add_argument("--keep-res", action="store_true", help="test at the padded original resolution")
+    p.add_argument("--oracle", action="store_true",
+                   help="score the ground truth through the real decode path (no checkpoint needed)")
+    p.add_argument("--json", help="write the metrics here as json")
+    _add_data_args(p)
+
+    p = sub.add_parser("predict", help="detect objects in an image, a folder of images or a video")
+    p.add_argument("checkpoint")
+    p.add_argument("input", help="image file, folder of images or video file")
+    p.add_argument("--out", default="predictions", help="folder for drawn images/video and detections.json")
+    p.add_argument("--score", type=float, default=0.3, help="draw and save detections above this score")
+    p.add_argument("--heatmap", action="store_true", help="overlay the predicted centre heatmap")
+    p.add_argument("--flip", action="store_true", help="flip test")
+    p.add_argument("--keep-res", action="store_true", help="test at the padded original resolution")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("demo", help="synthetic shapes: generate, train a small CPU model, evaluate, draw")
+    p.add_argument("--out", default="runs/demo", help="run folder (data, checkpoints, pictures)")
+    p.add_argument("--epochs", type=int, help="override the preset's epoch count")
+    p.add_argument("--device", default="auto")
+
+    sub.add_parser("presets", help="list the named configurations")
+    return parser
+
+
+def _device(name: str) -> str:
+    from .engine.trainer import resolve_device
+
+    return str(resolve_device(name))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .builders import model_from_config, open_source, task_from_config
+    from .engine import distributed
+    from .engine.trainer import Trainer
+    from .models.official import load_pretrained_backbone
+    from .presets import get_preset
+
+    cfg = ExperimentConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config \
+        else get_preset(args.preset)
+    d, t = cfg.data, cfg.train
+    d.train = args.train or d.train
+    d.val = args.val or d.val
+    d.train_images = args.images or d.train_images
+    d.val_images = args.val_images or d.val_images
+    d.num_workers = args.workers
+    cfg.model.arch = args.arch or cfg.model.arch
+    cfg.model.pretrained = args.pretrained or cfg.model.pretrained
+    t.epochs = args.epochs or t.epochs
+    t.batch_size = args.batch_size or t.batch_size
+    t.lr = args.lr or t.lr
+    t.out_dir = args.out or t.out_dir
+    t.device = args.device
+    cfg = override(cfg, args.set)
+    if not cfg.data.train:
+        raise SystemExit("error: no training data: pass --train (COCO json, VOC folder or YOLO folder)")
+    distributed.init_from_env(cfg.train.device)
+    keypoints = cfg.task.name == "multi_pose"
+    train_source = open_source(cfg.data.train, cfg.data.train_images, keypoints)
+    val_source = open_source(cfg.data.val, cfg.data.val_images, keypoints) if cfg.data.val else None
+    cfg.task.num_classes = len(train_source.class_names)
+    cfg.task.class_names = list(train_source.class_names)
+    cfg.task.cat_ids = list(getattr(train_source, "cat_ids", []) or [])
+    task = task_from_config(cfg)
+    model = model_from_config(cfg, task)
+    if cfg.model.pretrained:
+        print(load_pretrained_backbone(model, cfg.model.pretrained))
+    trainer = Trainer(cfg, model, task, train_source, val_source)
+    if args.resume:
+        trainer.resume(args.resume)
+    summary = trainer.fit()
+    if distributed.rank() == 0:
+        print(json.dumps({"best_AP": summary["best_AP"], "out_dir": summary["out_dir"]}))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .builders import eval_settings, open_source, task_from_config
+    from .engine.checkpoint import load_checkpoint
+    from .engine.evaluator import evaluate
+
+    device = _device(args.device)
+    if args.checkpoint:
+        cfg, model, task = load_checkpoint(args.checkpoint, device)
+    elif args.oracle:
+        from .presets import get_preset
+
+        cfg, model = get_preset("ctdet_resdcn18_coco"), None
+    else:
+        raise SystemExit("error: give a checkpoint, or --oracle to score the ground truth")
+    source = open_source(args.data, args.images, cfg.task.name == "multi_pose")
+    if model is None:
+        cfg.task.num_classes = len(source.class_names)
+        task = task_from_config(cfg)
+    elif len(source.class_names) != task.num_classes:
+        raise SystemExit(f"error: {args.data} has {len(source.class_names)} classes, "
+                         f"the checkpoint predicts {task.num_classes}")
+    settings = eval_settings(cfg, flip=args.flip, num_workers=args.workers)
+    if args.keep_res:
+        settings.input_size = None
+    if args.oracle:
+        settings.oracle = frozenset(task.heads())
+    result = evaluate(model, task, source, settings, device, verbose=True)
+    print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.metrics, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.predictor import Predictor
+
+    overrides = {"flip": args.flip}
+    if args.keep_res:
+        overrides["input_size"] = None
+    predictor = Predictor.from_checkpoint(args.checkpoint, _device(args.device), **overrides)
+    summary = predictor.run(args.input, args.out, args.score, args.heatmap)
+    print(f"{summary['images']} images at {summary['images_per_s']:.1f} images/s; detections in {summary['json']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(args.out, epochs=args.epochs, device=_device(args.device))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .presets import PRESETS
+
+    for name in PRESETS.names():
+        cfg = PRESETS.get(name)()
+        t = cfg.train
+        print(f"{name:24s} {cfg.task.name:10s} {cfg.model.arch:12s} input {cfg.data.input_size} "
+              f"batch {t.batch_size} lr {t.lr:g} epochs {t.epochs} steps {list(t.lr_steps)}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "demo": cmd_demo, "presets": cmd_presets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .data.io import DataError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (DataError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

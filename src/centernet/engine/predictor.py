@@ -1,0 +1,149 @@
+"""The one predictor: images, folders and videos in; drawn pictures and COCO-format json out."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..data.io import DataError, read_image
+from ..data.pipeline import test_item
+from ..data.transforms import prepare_test_image
+from ..tasks.base import Task
+from ..visualize import draw_detections, heatmap_overlay
+from .evaluator import EvalSettings
+from .inference import detections, infer_maps
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+@dataclass
+class Prediction:
+    rows: np.ndarray  # [K, D] detection rows in image pixels
+    heat: np.ndarray  # [C, h, w] activated heatmap of the (first) test scale
+    trans_inv: np.ndarray  # [2, 3] output map -> image
+
+
+class Predictor:
+    """Runs a model (or any ``runner``: images -> activated maps, e.g. onnxruntime) on single images."""
+
+    def __init__(self, model: nn.Module | None, task: Task, settings: EvalSettings, class_names: list[str],
+                 cat_ids: list[int] | None = None, device: str | torch.device = "cpu",
+                 runner: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None) -> None:
+        if model is None and runner is None:
+            raise ValueError("Predictor needs a model or a runner")
+        self.model = model.to(device).eval() if model is not None else None
+        self.task, self.settings, self.device = task, settings, torch.device(device)
+        self.class_names = class_names
+        self.cat_ids = cat_ids or list(range(1, task.num_classes + 1))
+        self.runner = runner or (lambda images: infer_maps(self.model, task, images, flip=settings.flip))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **overrides: Any) -> "Predictor":
+        from ..builders import eval_settings
+        from .checkpoint import load_checkpoint
+
+        cfg, model, task = load_checkpoint(path, device)
+        names = cfg.task.class_names or [str(i) for i in range(cfg.task.num_classes)]
+        return cls(model, task, eval_settings(cfg, **overrides), names, cfg.task.cat_ids or None, device)
+
+    def __call__(self, image: np.ndarray) -> Prediction:
+        s = self.settings
+        prepared = prepare_test_image(image, np.array(s.mean, np.float32), np.array(s.std, np.float32),
+                                      s.input_size, s.pad, s.down_ratio)
+        item = test_item(prepared, 0)
+        images = torch.from_numpy(item["input"]).unsqueeze(0).to(self.device)
+        trans_inv = torch.from_numpy(item["trans_inv"]).unsqueeze(0).to(self.device)
+        maps = self.runner(images)
+        rows = detections(self.task, maps, trans_inv)[0]
+        return Prediction(rows.float().cpu().numpy(), maps["hm"][0].float().cpu().numpy(), item["trans_inv"])
+
+    def draw(self, image: np.ndarray, pred: Prediction, score_thresh: float, heatmap: bool) -> np.ndarray:
+        out = heatmap_overlay(image, pred.heat, pred.trans_inv) if heatmap else image
+        return draw_detections(out, pred.rows, self.class_names, score_thresh)
+
+    def run(self, source: str | Path, out_dir: str | Path, score_thresh: float = 0.3, heatmap: bool = False,
+            progress: bool = True) -> dict[str, Any]:
+        """Predict on an image, a folder of images or a video; write drawings and ``detections.json``.
+
+        Returns {"images": n, "images_per_s": f, "json": path}.
+        """
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        frames = FrameSource(source)
+        results: list[dict[str, Any]] = []
+        writer = None
+        start, count = time.perf_counter(), 0
+        for frame_id, (name, image) in enumerate(tqdm(frames, desc="predict", disable=not progress,
+                                                      total=getattr(frames, "total", None))):
+            pred = self(image)
+            results += [dict(r, file_name=name) for r in self.task.to_results(pred.rows, frame_id, self.cat_ids)
+                        if r["score"] >= score_thresh]
+            drawn = self.draw(image, pred, score_thresh, heatmap)
+            if frames.video:
+                if writer is None:
+                    h, w = drawn.shape[:2]
+                    writer = cv2.VideoWriter(str(out_dir / f"{Path(source).stem}_pred.mp4"),
+                                             cv2.VideoWriter_fourcc(*"mp4v"), frames.fps, (w, h))
+                writer.write(drawn)
+            else:
+                cv2.imwrite(str(out_dir / f"{Path(name).stem}_pred.jpg"), drawn)
+            count += 1
+        if writer is not None:
+            writer.release()
+        elapsed = time.perf_counter() - start
+        json_path = out_dir / "detections.json"
+        json_path.write_text(json.dumps(results))
+        return {"images": count, "images_per_s": count / max(elapsed, 1e-9), "json": str(json_path)}
+
+
+class FrameSource:
+    """Iterate (name, BGR image) over an image file, a folder of images or a video file."""
+
+    def __init__(self, source: str | Path) -> None:
+        self.path = Path(source)
+        self.video = self.path.suffix.lower() in VIDEO_SUFFIXES
+        self.fps, self.total = 25.0, None
+        if not self.path.exists():
+            raise DataError(f"input not found: {self.path}")
+        if self.video:
+            cap = cv2.VideoCapture(str(self.path))
+            if not cap.isOpened():
+                raise DataError(f"video could not be opened: {self.path}")
+            self.fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+            self.total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+            cap.release()
+        elif self.path.is_dir():
+            self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self.files:
+                raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {self.path}")
+            self.total = len(self.files)
+        else:
+            self.files = [self.path]
+            self.total = 1
+
+    def __len__(self) -> int:
+        return self.total or 0
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        if self.video:
+            cap = cv2.VideoCapture(str(self.path))
+            index = 0
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                yield f"{self.path.stem}_{index:06d}", frame
+                index += 1
+            cap.release()
+        else:
+            for path in self.files:
+                yield path.name, read_image(path)
