@@ -67,23 +67,23 @@ def color_aug(rng: np.random.RandomState, image: np.ndarray, var: float = 0.4, l
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     gray_mean = gray.mean()
 
-    def brightness() -> None:
-        image *= 1 + rng.uniform(-var, var)
+    def brightness(img: np.ndarray) -> None:
+        img *= 1 + rng.uniform(-var, var)
 
-    def contrast() -> None:
+    def contrast(img: np.ndarray) -> None:
         alpha = 1 + rng.uniform(-var, var)
-        image *= alpha
-        image += (1 - alpha) * gray_mean
+        img *= alpha
+        img += (1 - alpha) * gray_mean
 
-    def saturation() -> None:
+    def saturation(img: np.ndarray) -> None:
         alpha = 1 + rng.uniform(-var, var)
-        image *= alpha
-        image += (1 - alpha) * gray[:, :, None]
+        img *= alpha
+        img += (1 - alpha) * gray[:, :, None]
 
     ops = [brightness, contrast, saturation]
     rng.shuffle(ops)
     for op in ops:
-        op()
+        op(image)
     alpha = rng.normal(scale=light_std, size=(3,)).astype(np.float32)
     image += EIG_VEC @ (EIG_VAL * alpha)
 
