@@ -17,7 +17,7 @@ from ..data.io import DataError, read_image
 from ..data.pipeline import test_item
 from ..data.transforms import prepare_test_image
 from ..tasks.base import Task
-from ..visualize import draw_detections, heatmap_overlay
+from ..visualize import heatmap_overlay
 from .evaluator import EvalSettings
 from .inference import detections, infer_maps
 
@@ -68,7 +68,7 @@ class Predictor:
 
     def draw(self, image: np.ndarray, pred: Prediction, score_thresh: float, heatmap: bool) -> np.ndarray:
         out = heatmap_overlay(image, pred.heat, pred.trans_inv) if heatmap else image
-        return draw_detections(out, pred.rows, self.class_names, score_thresh)
+        return self.task.draw(out, pred.rows, self.class_names, score_thresh)
 
     def run(self, source: str | Path, out_dir: str | Path, score_thresh: float = 0.3, heatmap: bool = False,
             progress: bool = True) -> dict[str, Any]:

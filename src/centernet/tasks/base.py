@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..data.sample import Sample
 from ..evaluation.coco import detections_to_coco
+from ..visualize import draw_detections
 
 
 def flip_lr(x: Tensor) -> Tensor:
@@ -76,6 +77,10 @@ class Task:
     def to_results(self, rows: np.ndarray, image_id: int, cat_ids: list[int]) -> list[dict]:
         """Detection rows [K, D] in image pixels -> COCO result dicts."""
         return detections_to_coco(rows, image_id, cat_ids)
+
+    def draw(self, image: np.ndarray, rows: np.ndarray, class_names: list[str], score_thresh: float) -> np.ndarray:
+        """A picture of the detections rows [K, D] (image pixels) on ``image``."""
+        return draw_detections(image, rows, class_names, score_thresh)
 
     # -- shared -------------------------------------------------------------------------------------------
     def stack_loss(self, outputs: list[dict[str, Tensor]], batch: dict[str, Tensor], one) -> tuple[Tensor, dict[str, Tensor]]:
