@@ -18,12 +18,14 @@ __all__ = [
 ]
 
 
-def open_dataset(spec: str | Path, image_dir: str | Path | None = None, **kwargs: Any) -> DetectionSource:
+def open_dataset(spec: str | Path, image_dir: str | Path | None = None, keypoints: bool | None = None,
+                 **kwargs: Any) -> DetectionSource:
     """Open a data set, guessing its format from ``spec``.
 
     * a ``.json`` file -> :class:`CocoDetection`. Images: ``image_dir``, else the standard layout
       ``<root>/annotations/instances_X.json`` (or ``person_keypoints_X.json``) -> ``<root>/X/``.
-      ``keypoints`` defaults to True for ``person_keypoints_*`` files.
+      ``keypoints=None`` means True for ``person_keypoints_*`` files; VOC and YOLO have no keypoints
+      (``keypoints=True`` with them is a :class:`DataError`, False/None is accepted).
     * a folder with ``annotations/*.xml`` (or VOC devkit ``Annotations/``) -> :class:`VocDetection`,
       images in ``image_dir`` or ``images/`` (``JPEGImages/``).
     * a folder with ``images/`` -> :class:`YoloDetection` on ``images/`` (or its only sub-folder, as in
@@ -37,10 +39,13 @@ def open_dataset(spec: str | Path, image_dir: str | Path | None = None, **kwargs
             raise DataError(f"{spec}: cannot guess the data set format (expected a COCO .json file or a folder)")
         if image_dir is None:
             image_dir = _coco_image_dir(spec)
-        kwargs.setdefault("keypoints", spec.name.startswith("person_keypoints"))
-        return CocoDetection(spec, image_dir, **kwargs)
+        if keypoints is None:
+            keypoints = spec.name.startswith("person_keypoints")
+        return CocoDetection(spec, image_dir, keypoints=keypoints, **kwargs)
     if not spec.is_dir():
         raise DataError(f"data set not found: {spec}")
+    if keypoints:
+        raise DataError(f"{spec}: keypoints need a COCO person_keypoints json; VOC and YOLO folders have none")
     for ann_name, image_names in (("annotations", ("images", "JPEGImages")), ("Annotations", ("JPEGImages", "images"))):
         ann_dir = spec / ann_name
         if ann_dir.is_dir() and any(ann_dir.glob("*.xml")):
