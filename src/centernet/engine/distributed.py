@@ -67,8 +67,8 @@ def evaluate_sharded(evaluate_fn: Callable[..., Any], model, task, source: Detec
     """Score ``model`` on ``source``: alone, or with each rank running a shard and rank 0 scoring all."""
     if not is_distributed():
         return evaluate_fn(model, task, source, settings, device, progress=progress).metrics
-    from ..engine.evaluator import run_detections
-    from ..evaluation.coco import category_ids, coco_ground_truth, evaluate_coco
+    from ..engine.evaluator import run_detections, score_results
+    from ..evaluation.coco import category_ids
 
     cat_ids = category_ids(source)
     mine = []
@@ -80,6 +80,6 @@ def evaluate_sharded(evaluate_fn: Callable[..., Any], model, task, source: Detec
     metrics = [None]
     if rank() == 0:
         results = [r for part in gathered for r in part]
-        metrics = [evaluate_coco(coco_ground_truth(source), results, task.iou_type)]
+        metrics = [score_results(task, source, results)]
     dist.broadcast_object_list(metrics, src=0)
     return metrics[0]

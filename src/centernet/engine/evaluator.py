@@ -77,13 +77,27 @@ def run_detections(model: nn.Module | None, task: Task, source: DetectionSource,
             yield image_id, rows
 
 
+def score_results(task: Task, source: DetectionSource, results: list[dict[str, Any]],
+                  verbose: bool = False) -> dict[str, float]:
+    """COCO metrics of ``results`` for each of the task's iou types: the first unprefixed (AP, AP50, ...),
+    the others prefixed (e.g. ``bbox_AP`` for the boxes of a keypoint task)."""
+    gt = coco_ground_truth(source)
+    metrics: dict[str, float] = {}
+    for i, iou_type in enumerate(task.iou_types):
+        # pycocotools replaces a result's bbox by its keypoints' extent: box metrics get box-only results
+        typed = results if iou_type == "keypoints" else [
+            {k: v for k, v in r.items() if k != "keypoints"} for r in results]
+        scores = evaluate_coco(gt, typed, iou_type, verbose=verbose)
+        metrics.update(scores if i == 0 else {f"{iou_type}_{k}": v for k, v in scores.items()})
+    return metrics
+
+
 def evaluate(model: nn.Module | None, task: Task, source: DetectionSource, settings: EvalSettings | None = None,
              device: torch.device | str = "cpu", progress: bool = True, verbose: bool = False) -> EvalResult:
-    """COCO box metrics (AP, AP50, AP75, APs/m/l, AR) of ``model`` on ``source``."""
+    """COCO metrics (AP, AP50, AP75, APs/m/l, AR) of ``model`` on ``source``."""
     settings = settings or EvalSettings()
     cat_ids = category_ids(source)
     results: list[dict[str, Any]] = []
     for image_id, rows in run_detections(model, task, source, settings, device, progress):
         results += task.to_results(rows.float().cpu().numpy(), image_id, cat_ids)
-    metrics = evaluate_coco(coco_ground_truth(source), results, task.iou_type, verbose=verbose)
-    return EvalResult(metrics, results)
+    return EvalResult(score_results(task, source, results, verbose), results)

@@ -33,8 +33,8 @@ class Task:
     class_column: ClassVar[int] = 5
     #: left/right pairs of per-object points swapped by a horizontal flip (keypoint tasks)
     flip_pairs: ClassVar[tuple[tuple[int, int], ...]] = ()
-    #: pycocotools iouType of the task's results
-    iou_type: ClassVar[str] = "bbox"
+    #: pycocotools iouTypes the task is scored with; the first is the headline metric
+    iou_types: ClassVar[tuple[str, ...]] = ("bbox",)
 
     def __init__(self, num_classes: int, weights: dict[str, float] | None = None, max_objects: int = 128,
                  max_detections: int = 100) -> None:
