@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from . import register_arch
+from .backbones.dla import DLA
+from .backbones.hourglass import Hourglass, IdentityNeck
 from .backbones.resnet import ResNet
 from .detector import CenterNet
 from .necks.deconv import DeconvNeck
+from .necks.dla_up import DLAUpNeck
 
 
 def _resnet(depth: int, dcn: bool):
@@ -19,3 +22,15 @@ def _resnet(depth: int, dcn: bool):
 for _depth in (18, 34, 50, 101, 152):
     register_arch(f"res_{_depth}", head_conv=64)(_resnet(_depth, dcn=False))
     register_arch(f"resdcn_{_depth}", head_conv=64)(_resnet(_depth, dcn=True))
+
+
+@register_arch("dla_34", head_conv=256)
+def _dla_34(heads: dict[str, int], head_conv: int) -> CenterNet:
+    backbone = DLA(34)
+    return CenterNet(backbone, DLAUpNeck(backbone.channels, backbone.strides, out_stride=4), heads, head_conv)
+
+
+@register_arch("hourglass", head_conv=256)
+def _hourglass(heads: dict[str, int], head_conv: int) -> CenterNet:
+    backbone = Hourglass(num_stacks=2)
+    return CenterNet(backbone, IdentityNeck(backbone.channels[-1]), heads, head_conv, num_stacks=backbone.num_stacks)
