@@ -44,7 +44,7 @@ PRESETS.register("ctdet_dla34_voc")(lambda: _voc("dla_34"))
 def ctdet_cpu_small() -> ExperimentConfig:
     """A few minutes on a 2-core CPU: small inputs, no crop jitter, the synthetic shapes by default."""
     return ExperimentConfig(
-        model=ModelConfig(arch="res_tiny"),
+        model=ModelConfig(arch="resdcn_18_half"),
         data=DataConfig(input_size=(128, 128), random_crop=False, scale_jitter=0.2, shift_jitter=0.05,
                         color_aug=False, num_workers=1),
         task=TaskConfig(name="ctdet", num_classes=3),

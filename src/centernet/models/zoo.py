@@ -34,3 +34,10 @@ def _dla_34(heads: dict[str, int], head_conv: int) -> CenterNet:
 def _hourglass(heads: dict[str, int], head_conv: int) -> CenterNet:
     backbone = Hourglass(num_stacks=2)
     return CenterNet(backbone, IdentityNeck(backbone.channels[-1]), heads, head_conv, num_stacks=backbone.num_stacks)
+
+
+@register_arch("resdcn_18_half", head_conv=64)
+def _resdcn_18_half(heads: dict[str, int], head_conv: int) -> CenterNet:
+    """ResNet-18 at half width with a DCN neck (128, 64, 64): 3.8M parameters, for CPU demos and tests."""
+    backbone = ResNet(18, base_width=32)
+    return CenterNet(backbone, DeconvNeck(backbone.channels[-1], (128, 64, 64), dcn=True), heads, head_conv)
