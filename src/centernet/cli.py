@@ -1,4 +1,4 @@
-"""Command line: centernet train | eval | predict | demo | presets (and more, see --help)."""
+"""Command line: centernet train | eval | analyze | predict | export | demo | presets (see --help)."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +13,15 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", help="image folder when the annotations do not follow their format's layout")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: CUDA when available)")
     p.add_argument("--workers", type=int, default=2, help="data loading processes")
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    from .engine.evaluator import parse_scales
+
+    try:
+        return parse_scales(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder for logs and checkpoints")
     p.add_argument("--pretrained", help="ImageNet backbone weights (.pth) to start from")
     p.add_argument("--resume", help="continue from a checkpoint (last.pth of a run)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="synchronise batch-norm statistics across processes (under torchrun)")
     p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config field, e.g. train.val_interval=1 data.input_size=[384,384]")
     _add_data_args(p)
@@ -44,21 +55,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="?", help="a centernet checkpoint (omit with --oracle)")
     p.add_argument("--data", required=True, help="annotations to score against")
     p.add_argument("--flip", action="store_true", help="flip test: average the image and its mirror")
+    p.add_argument("--scales", type=_scales, default=(1.0,),
+                   help="multi-scale test, e.g. 0.5,0.75,1,1.25,1.5 (merged with soft-NMS)")
     p.add_argument("--keep-res", action="store_true", help="test at the padded original resolution")
     p.add_argument("--oracle", action="store_true",
                    help="score the ground truth through the real decode path (no checkpoint needed)")
     p.add_argument("--json", help="write the metrics here as json")
     _add_data_args(p)
 
-    p = sub.add_parser("predict", help="detect objects in an image, a folder of images or a video")
+    p = sub.add_parser("analyze", help="error analysis: AP with ground-truth heatmap / size / offset substituted")
     p.add_argument("checkpoint")
+    p.add_argument("--data", required=True, help="annotations to score against")
+    p.add_argument("--json", help="write the rows here as json")
+    _add_data_args(p)
+
+    p = sub.add_parser("predict", help="detect objects in an image, a folder of images or a video")
+    p.add_argument("checkpoint", metavar="model", help="a centernet checkpoint, or an exported .onnx model")
     p.add_argument("input", help="image file, folder of images or video file")
     p.add_argument("--out", default="predictions", help="folder for drawn images/video and detections.json")
     p.add_argument("--score", type=float, default=0.3, help="draw and save detections above this score")
     p.add_argument("--heatmap", action="store_true", help="overlay the predicted centre heatmap")
     p.add_argument("--flip", action="store_true", help="flip test")
+    p.add_argument("--scales", type=_scales, default=(1.0,),
+                   help="multi-scale test, e.g. 0.5,0.75,1,1.25,1.5 (merged with soft-NMS)")
+    p.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
+                   help="auto: onnxruntime for .onnx files, else pytorch")
     p.add_argument("--keep-res", action="store_true", help="test at the padded original resolution")
     p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (standard ops only)")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", default="model.onnx", help="the .onnx file to write")
+    p.add_argument("--decode", action="store_true",
+                   help="decode in the graph: output detection rows [B, K, D] in output-map pixels")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (16 or newer: GridSample)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic input height and width")
+    p.add_argument("--size", help="input W,H to trace at (default: the config's input size)")
 
     p = sub.add_parser("demo", help="synthetic shapes: generate, train a small CPU model, evaluate, draw")
     p.add_argument("--out", default="runs/demo", help="run folder (data, checkpoints, pictures)")
@@ -97,6 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     t.lr = args.lr or t.lr
     t.out_dir = args.out or t.out_dir
     t.device = args.device
+    t.sync_bn = args.sync_bn or t.sync_bn
     cfg = override(cfg, args.set)
     if not cfg.data.train:
         raise SystemExit("error: no training data: pass --train (COCO json, VOC folder or YOLO folder)")
@@ -141,7 +174,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     elif len(source.class_names) != task.num_classes:
         raise SystemExit(f"error: {args.data} has {len(source.class_names)} classes, "
                          f"the checkpoint predicts {task.num_classes}")
-    settings = eval_settings(cfg, flip=args.flip, num_workers=args.workers)
+    settings = eval_settings(cfg, flip=args.flip, num_workers=args.workers, scales=args.scales)
     if args.keep_res:
         settings.input_size = None
     if args.oracle:
@@ -153,15 +186,59 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .builders import eval_settings, open_source
+    from .engine.analyze import error_analysis, format_table
+    from .engine.checkpoint import load_checkpoint
+
+    device = _device(args.device)
+    cfg, model, task = load_checkpoint(args.checkpoint, device)
+    source = open_source(args.data, args.images, cfg.task.name == "multi_pose")
+    if len(source.class_names) != task.num_classes:
+        raise SystemExit(f"error: {args.data} has {len(source.class_names)} classes, "
+                         f"the checkpoint predicts {task.num_classes}")
+    settings = eval_settings(cfg, num_workers=args.workers)
+    if settings.input_size is None:
+        settings.input_size = tuple(cfg.data.input_size)
+    rows = error_analysis(model, task, source, settings, device)
+    print(format_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            [{"name": r.name, "oracle": sorted(r.oracle), **r.metrics} for r in rows], indent=2))
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.predictor import Predictor
 
-    overrides = {"flip": args.flip}
+    overrides = {"flip": args.flip, "scales": args.scales}
     if args.keep_res:
         overrides["input_size"] = None
-    predictor = Predictor.from_checkpoint(args.checkpoint, _device(args.device), **overrides)
+    backend = args.backend
+    if backend == "auto":
+        backend = "onnxruntime" if args.checkpoint.endswith(".onnx") else "pytorch"
+    if backend == "onnxruntime":
+        predictor = Predictor.from_onnx(args.checkpoint, **overrides)
+    else:
+        predictor = Predictor.from_checkpoint(args.checkpoint, _device(args.device), **overrides)
     summary = predictor.run(args.input, args.out, args.score, args.heatmap)
-    print(f"{summary['images']} images at {summary['images_per_s']:.1f} images/s; detections in {summary['json']}")
+    print(f"{summary['images']} images at {summary['images_per_s']:.1f} images/s ({backend}); "
+          f"detections in {summary['json']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export.onnx import export_checkpoint, op_types
+
+    size = None
+    if args.size:
+        w, h = (int(v) for v in args.size.split(","))
+        size = (w, h)
+    path = export_checkpoint(args.checkpoint, args.out, input_size=size, decode=args.decode, opset=args.opset,
+                             dynamic=args.dynamic)
+    custom = sorted(f"{d}::{o}" for d, o in op_types(path) if d not in ("", "ai.onnx"))
+    print(f"wrote {path} (opset {args.opset}, {'detections' if args.decode else 'maps'}, "
+          f"{'dynamic' if args.dynamic else 'fixed'} size)" + (f"; non-standard ops: {custom}" if custom else ""))
     return 0
 
 
@@ -184,7 +261,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "demo": cmd_demo, "presets": cmd_presets}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "analyze": cmd_analyze, "predict": cmd_predict,
+            "export": cmd_export, "demo": cmd_demo, "presets": cmd_presets}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,14 +6,14 @@ from typing import Any, Iterable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..data.pipeline import TestDataset, TrainDataset, collate
 from ..data.sample import DetectionSource
 from ..evaluation.coco import category_ids, coco_ground_truth, evaluate_coco
 from ..tasks.base import Task
-from .inference import detections, infer_maps
+from .inference import detections, infer_maps, merge_scales
 
 ORACLE_MAPS = {"hm": "heatmap", "wh": "size", "reg": "offset"}
 
@@ -31,6 +31,39 @@ class EvalSettings:
     batch_size: int = 1
     num_workers: int = 0
     oracle: frozenset[str] = field(default_factory=frozenset)  # head names replaced by the ground truth
+    scales: tuple[float, ...] = (1.0,)  # test scales; several are merged with soft-NMS (SPEC 4)
+    train_geometry: bool = False  # the oracle path's geometry (TrainDataset, no augmentation) without an oracle
+
+
+def parse_scales(text: str | None) -> tuple[float, ...]:
+    """'0.5,0.75,1,1.25,1.5' -> (0.5, 0.75, 1.0, 1.25, 1.5); None or '' -> (1.0,)."""
+    if not text:
+        return (1.0,)
+    try:
+        scales = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"scales must be comma-separated numbers, got {text!r}") from None
+    if not scales or any(s <= 0 for s in scales):
+        raise ValueError(f"scales must be positive, got {text!r}")
+    return scales
+
+
+class MultiScaleDataset(Dataset):
+    """One item per image: the list of its test items at every scale."""
+
+    def __init__(self, datasets: list[TestDataset]) -> None:
+        self.datasets = datasets
+
+    def __len__(self) -> int:
+        return len(self.datasets[0])
+
+    def __getitem__(self, index: int) -> list[dict]:
+        return [d[index] for d in self.datasets]
+
+
+def collate_scales(items: list[list[dict]]) -> list[dict[str, torch.Tensor]]:
+    """Per-image lists of per-scale items -> one batch per scale."""
+    return [collate([item[s] for item in items]) for s in range(len(items[0]))]
 
 
 @dataclass
@@ -39,8 +72,8 @@ class EvalResult:
     results: list[dict[str, Any]]  # COCO result format
 
 
-def _loader(dataset, settings: EvalSettings) -> DataLoader:
-    return DataLoader(dataset, batch_size=settings.batch_size, shuffle=False, collate_fn=collate,
+def _loader(dataset, settings: EvalSettings, collate_fn=collate) -> DataLoader:
+    return DataLoader(dataset, batch_size=settings.batch_size, shuffle=False, collate_fn=collate_fn,
                       num_workers=settings.num_workers)
 
 
@@ -49,31 +82,40 @@ def run_detections(model: nn.Module | None, task: Task, source: DetectionSource,
     """Yield (image_id, [K, D] detections in image pixels) for every image of ``source``.
 
     With ``settings.oracle`` non-empty, those maps come from the encoded ground truth (the error
-    analysis); with ``model=None`` every map does.
+    analysis); with ``model=None`` every map does. With several ``settings.scales`` each scale is run
+    (with the flip test if set) and the detections are merged with soft-NMS (at most K rows per image).
     """
     oracle = set(settings.oracle)
     if model is None:
         oracle = set(task.heads())
-    if oracle:
+    scales = tuple(settings.scales) or (1.0,)
+    train_geometry = bool(oracle) or settings.train_geometry
+    if train_geometry and scales != (1.0,):
+        raise ValueError("oracle evaluation runs at scale 1 only (no multi-scale test)")
+    if train_geometry:
         if settings.input_size is None:
             raise ValueError("oracle evaluation needs a fixed input size (not keep_res)")
         dataset = TrainDataset(source, task, settings.input_size, settings.down_ratio, settings.mean,
                                settings.std, augment=False)
+        loader = _loader(dataset, settings)
     else:
-        dataset = TestDataset(source, settings.input_size, settings.down_ratio, settings.mean, settings.std,
-                              settings.pad)
+        datasets = [TestDataset(source, settings.input_size, settings.down_ratio, settings.mean, settings.std,
+                                settings.pad, scale_factor=scale) for scale in scales]
+        loader = _loader(MultiScaleDataset(datasets), settings, collate_scales)
     if model is not None:
         model.eval()
-    for batch in tqdm(_loader(dataset, settings), desc="eval", disable=not progress, leave=False):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        maps: dict[str, torch.Tensor] = {}
-        if model is not None:
-            maps = infer_maps(model, task, batch["input"], flip=settings.flip)
-        if oracle:
-            truth = task.oracle_maps(batch)
-            maps.update({k: truth[k] for k in oracle if k in truth})
-        dets = detections(task, maps, batch["trans_inv"])
-        for image_id, rows in zip(batch["image_id"].tolist(), dets):
+    for batches in tqdm(loader, desc="eval", disable=not progress, leave=False):
+        per_scale = []
+        for batch in batches if isinstance(batches, list) else [batches]:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            maps: dict[str, torch.Tensor] = {}
+            if model is not None:
+                maps = infer_maps(model, task, batch["input"], flip=settings.flip)
+            if oracle:
+                truth = task.oracle_maps(batch)
+                maps.update({k: truth[k] for k in oracle if k in truth})
+            per_scale.append(detections(task, maps, batch["trans_inv"]))
+        for image_id, rows in zip(batch["image_id"].tolist(), merge_scales(task, per_scale)):
             yield image_id, rows
 
 

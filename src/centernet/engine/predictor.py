@@ -16,24 +16,28 @@ from tqdm import tqdm
 from ..data.io import DataError, read_image
 from ..data.pipeline import test_item
 from ..data.transforms import prepare_test_image
+from ..postprocess import to_image_coords
 from ..tasks.base import Task
 from ..visualize import heatmap_overlay
 from .evaluator import EvalSettings
-from .inference import detections, infer_maps
+from .inference import detections, infer_maps, merge_scales
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+DETECTIONS = "detections"  # the key of a decoding runner's output (see centernet.export.onnx)
 
 
 @dataclass
 class Prediction:
     rows: np.ndarray  # [K, D] detection rows in image pixels
-    heat: np.ndarray  # [C, h, w] activated heatmap of the (first) test scale
+    heat: np.ndarray | None  # [C, h, w] activated heatmap of the (first) test scale (None: decoding runner)
     trans_inv: np.ndarray  # [2, 3] output map -> image
 
 
 class Predictor:
-    """Runs a model (or any ``runner``: images -> activated maps, e.g. onnxruntime) on single images."""
+    """Runs a model (or any ``runner``: images [B, 3, H, W] -> activated maps of the last stack, e.g.
+    :class:`centernet.export.onnx.OnnxRunner`) on single images. The flip test and the test scales of
+    ``settings`` are applied around the runner, so a runner never flips by itself."""
 
     def __init__(self, model: nn.Module | None, task: Task, settings: EvalSettings, class_names: list[str],
                  cat_ids: list[int] | None = None, device: str | torch.device = "cpu",
@@ -44,7 +48,7 @@ class Predictor:
         self.task, self.settings, self.device = task, settings, torch.device(device)
         self.class_names = class_names
         self.cat_ids = cat_ids or list(range(1, task.num_classes + 1))
-        self.runner = runner or (lambda images: infer_maps(self.model, task, images, flip=settings.flip))
+        self.runner = runner or (lambda images: infer_maps(self.model, task, images, flip=False))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", **overrides: Any) -> "Predictor":
@@ -55,19 +59,53 @@ class Predictor:
         names = cfg.task.class_names or [str(i) for i in range(cfg.task.num_classes)]
         return cls(model, task, eval_settings(cfg, **overrides), names, cfg.task.cat_ids or None, device)
 
+    @classmethod
+    def from_onnx(cls, path: str | Path, **overrides: Any) -> "Predictor":
+        """A predictor on onnxruntime from an exported ``.onnx`` file alone (its metadata holds the config)."""
+        from ..builders import eval_settings, task_from_config
+        from ..export.onnx import OnnxRunner
+
+        runner = OnnxRunner(path)
+        cfg = runner.config
+        task = task_from_config(cfg)
+        names = cfg.task.class_names or [str(i) for i in range(cfg.task.num_classes)]
+        return cls(None, task, eval_settings(cfg, **overrides), names, cfg.task.cat_ids or None, "cpu", runner)
+
+    def maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Activated maps of ``images`` [B, 3, H, W] through the runner, flip-merged if the settings ask.
+
+        A runner that decodes by itself (an ONNX model exported with ``decode=True``) returns
+        {"detections": [B, K, D]} in output-map pixels instead; it cannot do the flip test."""
+        if not self.settings.flip:
+            return self.runner(images)
+        maps = self.runner(torch.cat([images, torch.flip(images, dims=[3])]))
+        if DETECTIONS in maps:
+            raise ValueError("the flip test needs maps; this runner returns decoded detections "
+                             "(export without --decode)")
+        return self.task.merge_flip(maps)
+
     def __call__(self, image: np.ndarray) -> Prediction:
         s = self.settings
-        prepared = prepare_test_image(image, np.array(s.mean, np.float32), np.array(s.std, np.float32),
-                                      s.input_size, s.pad, s.down_ratio)
-        item = test_item(prepared, 0)
-        images = torch.from_numpy(item["input"]).unsqueeze(0).to(self.device)
-        trans_inv = torch.from_numpy(item["trans_inv"]).unsqueeze(0).to(self.device)
-        maps = self.runner(images)
-        rows = detections(self.task, maps, trans_inv)[0]
-        return Prediction(rows.float().cpu().numpy(), maps["hm"][0].float().cpu().numpy(), item["trans_inv"])
+        mean, std = np.array(s.mean, np.float32), np.array(s.std, np.float32)
+        per_scale, first = [], None
+        for scale in tuple(s.scales) or (1.0,):
+            prepared = prepare_test_image(image, mean, std, s.input_size, s.pad, s.down_ratio, scale)
+            item = test_item(prepared, 0)
+            images = torch.from_numpy(item["input"]).unsqueeze(0).to(self.device)
+            trans_inv = torch.from_numpy(item["trans_inv"]).unsqueeze(0).to(self.device)
+            maps = self.maps(images)
+            if DETECTIONS in maps:  # decoded in the runner: only the mapping to the image is left
+                per_scale.append(to_image_coords(maps[DETECTIONS], trans_inv, self.task.point_columns))
+            else:
+                per_scale.append(detections(self.task, maps, trans_inv))
+            if first is None:
+                heat = maps["hm"][0].float().cpu().numpy() if "hm" in maps else None
+                first = (heat, item["trans_inv"])
+        rows = merge_scales(self.task, per_scale)[0]
+        return Prediction(rows.float().cpu().numpy(), first[0], first[1])
 
     def draw(self, image: np.ndarray, pred: Prediction, score_thresh: float, heatmap: bool) -> np.ndarray:
-        out = heatmap_overlay(image, pred.heat, pred.trans_inv) if heatmap else image
+        out = heatmap_overlay(image, pred.heat, pred.trans_inv) if heatmap and pred.heat is not None else image
         return self.task.draw(out, pred.rows, self.class_names, score_thresh)
 
     def run(self, source: str | Path, out_dir: str | Path, score_thresh: float = 0.3, heatmap: bool = False,

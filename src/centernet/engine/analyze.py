@@ -1,0 +1,75 @@
+"""Error analysis (the paper's table): AP with the ground truth substituted for some of the network's maps.
+
+Each row evaluates the model with the named heads replaced by maps rebuilt from the encoded ground truth
+(``task.oracle_maps``): none, the size, the heatmap, heatmap + size, heatmap + size + offset. Every row
+uses the deterministic training geometry (``TrainDataset(augment=False)``: centre, no flip), so the
+network's maps and the ground truth line up on the same output pixels.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data.sample import DetectionSource
+from ..tasks.base import Task
+from .evaluator import ORACLE_MAPS, EvalSettings, evaluate
+
+#: (row label, substituted heads) in the order of the paper's table
+ANALYSIS_ROWS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("none", frozenset()),
+    ("size (wh)", frozenset({"wh"})),
+    ("heatmap (hm)", frozenset({"hm"})),
+    ("hm + wh", frozenset({"hm", "wh"})),
+    ("hm + wh + reg", frozenset({"hm", "wh", "reg"})),
+)
+COLUMNS = ("AP", "AP50", "AP75")
+
+
+@dataclass
+class AnalysisRow:
+    name: str
+    oracle: frozenset[str]
+    metrics: dict[str, float]
+
+
+def analysis_rows(task: Task) -> list[tuple[str, frozenset[str]]]:
+    """The table's rows that make sense for ``task`` (an offset row needs a ``reg`` head)."""
+    heads = set(task.heads())
+    rows = []
+    for name, oracle in ANALYSIS_ROWS:
+        if oracle <= heads and all(h in ORACLE_MAPS for h in oracle):
+            rows.append((name, oracle))
+    return rows
+
+
+def error_analysis(model: nn.Module, task: Task, source: DetectionSource, settings: EvalSettings | None = None,
+                   device: torch.device | str = "cpu", progress: bool = True,
+                   rows: list[tuple[str, frozenset[str]]] | None = None) -> list[AnalysisRow]:
+    """Evaluate ``model`` once per row of :func:`analysis_rows` (or ``rows``); returns the metrics of each.
+
+    ``settings`` must have a fixed input size; its flip and scale options are ignored (the oracle path
+    runs one scale, unflipped, so that the rows stay comparable).
+    """
+    settings = settings or EvalSettings()
+    if settings.input_size is None:
+        raise ValueError("error analysis needs a fixed input size (not keep_res)")
+    out = []
+    for name, oracle in rows or analysis_rows(task):
+        row_settings = dataclasses.replace(settings, flip=False, scales=(1.0,), oracle=frozenset(oracle),
+                                           train_geometry=True)
+        metrics = evaluate(model, task, source, row_settings, device, progress=progress).metrics
+        out.append(AnalysisRow(name, frozenset(oracle), metrics))
+    return out
+
+
+def format_table(rows: list[AnalysisRow], columns: tuple[str, ...] = COLUMNS) -> str:
+    """A plain-text table: one line per row, AP columns in percent."""
+    width = max([len("ground truth for")] + [len(r.name) for r in rows])
+    lines = [f"{'ground truth for':<{width}}  " + "  ".join(f"{c:>6}" for c in columns)]
+    lines.append("-" * len(lines[0]))
+    for r in rows:
+        lines.append(f"{r.name:<{width}}  " + "  ".join(f"{100 * r.metrics.get(c, 0.0):6.1f}" for c in columns))
+    return "\n".join(lines)
