@@ -4,9 +4,11 @@ from __future__ import annotations
 from ..registry import Registry
 from .base import Task
 from .ctdet import CtdetTask
+from .pose import MultiPoseTask
 
 TASKS: Registry[type[Task]] = Registry("task")
 TASKS.register("ctdet")(CtdetTask)
+TASKS.register("multi_pose")(MultiPoseTask)
 
 
 def build_task(name: str, num_classes: int, weights: dict[str, float] | None = None, max_objects: int = 128,
@@ -16,4 +18,4 @@ def build_task(name: str, num_classes: int, weights: dict[str, float] | None = N
                            max_detections=max_detections, **options)
 
 
-__all__ = ["TASKS", "Task", "CtdetTask", "build_task"]
+__all__ = ["TASKS", "Task", "CtdetTask", "MultiPoseTask", "build_task"]
