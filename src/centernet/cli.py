@@ -150,6 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = trainer.fit()
     if distributed.rank() == 0:
         print(json.dumps({"best_AP": summary["best_AP"], "out_dir": summary["out_dir"]}))
+    distributed.cleanup()
     return 0
 
 

@@ -36,6 +36,25 @@ def init_from_env(device: str = "auto") -> bool:
     return True
 
 
+def cleanup() -> None:
+    """Leave the process group (if any)."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (batch-norm running statistics) to every process.
+
+    DDP keeps parameters identical, but each process updates its running statistics from its own
+    batches (DDP only re-broadcasts them at the next forward). Calling this after an epoch makes every
+    rank evaluate and save the same model as rank ``src``.
+    """
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src)
+
+
 def device_for_rank(device: torch.device) -> torch.device:
     """On CUDA each process takes the GPU of its LOCAL_RANK."""
     if device.type == "cuda" and is_distributed():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,10 @@ class Trainer:
         torch.manual_seed(t.seed)
         model = model.to(self.device)
         if self.world > 1:
-            if t.sync_bn:
+            if t.sync_bn and self.device.type == "cpu":
+                warnings.warn("train.sync_bn ignored: SyncBatchNorm needs CUDA (each process keeps its own "
+                              "batch statistics; rank 0's running statistics are shared after every epoch)")
+            elif t.sync_bn:
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -129,6 +133,7 @@ class Trainer:
             bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
             bar.update()
         bar.close()
+        dist_utils.broadcast_buffers(unwrap(self.model))  # every rank evaluates / saves rank 0's model
         elapsed = time.perf_counter() - start
         means = dist_utils.average({k: v / max(steps, 1) for k, v in sums.items()}, self.device)
         means["images_per_s"] = steps * t.batch_size / max(elapsed, 1e-9)
