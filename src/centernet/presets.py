@@ -48,7 +48,7 @@ def ctdet_cpu_small() -> ExperimentConfig:
         data=DataConfig(input_size=(128, 128), random_crop=False, scale_jitter=0.2, shift_jitter=0.05,
                         color_aug=False, num_workers=1),
         task=TaskConfig(name="ctdet", num_classes=3),
-        train=TrainConfig(epochs=12, batch_size=16, lr=2e-3, lr_steps=(9, 11), val_interval=4, seed=0,
+        train=TrainConfig(epochs=12, batch_size=16, lr=1e-3, lr_steps=(9, 11), val_interval=4, seed=0,
                           out_dir="runs/demo"),
     )
 

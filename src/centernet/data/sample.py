@@ -55,3 +55,23 @@ class DetectionSource:
 
     def __getitem__(self, index: int) -> Sample:
         return self.samples[index]
+
+
+class Subset(DetectionSource):
+    """The samples ``indices`` of ``source`` (class names, category ids and keypoint names kept).
+
+    Its COCO ground truth holds only these images, so a subset is scored on its own.
+    """
+
+    def __init__(self, source: DetectionSource, indices) -> None:
+        self.source = source
+        self.class_names = source.class_names
+        self.samples = [source.samples[i] for i in indices]
+        for name in ("cat_ids", "keypoint_names", "skeleton"):
+            if hasattr(source, name):
+                setattr(self, name, getattr(source, name))
+
+    def to_coco_dict(self) -> dict:
+        from .convert import to_coco_dict
+
+        return to_coco_dict(self)
