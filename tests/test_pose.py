@@ -169,7 +169,8 @@ def test_flip_merge_is_mirror_symmetric():
     xs = rows_b[peaks, JOINT_COLUMN:JOINT_SCORE_COLUMN:2]
     snapped = xs == xs.round()
     assert snapped.any() and not snapped.all()
-    torch.testing.assert_close(rows_b[peaks, JOINT_SCORE_COLUMN:][snapped], expected[peaks, JOINT_SCORE_COLUMN:][snapped])
+    conf_b, conf_expected = rows_b[peaks, JOINT_SCORE_COLUMN:], expected[peaks, JOINT_SCORE_COLUMN:]
+    torch.testing.assert_close(conf_b[snapped], conf_expected[snapped])
 
 
 def snap_case(joint_xy, peak_xy, peak_score=0.5, extra_peak=None):
@@ -271,3 +272,21 @@ def test_official_checkpoint_round_trip_with_pose_heads():
     assert report.ok and report.epoch == 140
     for key, value in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
+
+
+def test_merge_flip_undoes_the_pipeline_flip():
+    """Targets of a mirrored sample (data.pipeline.flip_sample), merged with the sample's own as a flip test
+    merges network outputs, give the sample's targets back: the pipeline and the decoder agree on mirrors."""
+    from centernet.data.pipeline import flip_sample
+
+    rng = np.random.default_rng(5)
+    w, h = 40, 32
+    kps = np.concatenate([rng.integers(2, 30, (2, NUM_JOINTS, 2)), np.full((2, NUM_JOINTS, 1), 2)], axis=2)
+    sample = Sample(1, Path("x.png"), w, h, np.array([[2, 3, 20, 30], [18, 1, 38, 29]], np.float32),
+                    np.zeros(2, np.int64), keypoints=kps.astype(np.float32))
+    task = MultiPoseTask()
+    batch = collate([task.encode(sample, w, h), task.encode(flip_sample(sample, task.flip_pairs), w, h)])
+    maps = task.oracle_maps(batch)
+    merged = task.merge_flip(maps)
+    for name in ("hm", "wh", "hps", "hm_hp"):
+        torch.testing.assert_close(merged[name], maps[name][:1], atol=1e-6, rtol=0)
