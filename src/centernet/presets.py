@@ -44,11 +44,11 @@ PRESETS.register("ctdet_dla34_voc")(lambda: _voc("dla_34"))
 def ctdet_cpu_small() -> ExperimentConfig:
     """A few minutes on a 2-core CPU: small inputs, no crop jitter, the synthetic shapes by default."""
     return ExperimentConfig(
-        model=ModelConfig(arch="resdcn_18_half"),
+        model=ModelConfig(arch="dla_tiny"),
         data=DataConfig(input_size=(128, 128), random_crop=False, scale_jitter=0.2, shift_jitter=0.05,
                         color_aug=False, num_workers=1),
         task=TaskConfig(name="ctdet", num_classes=3),
-        train=TrainConfig(epochs=12, batch_size=16, lr=1e-3, lr_steps=(9, 11), val_interval=4, seed=0,
+        train=TrainConfig(epochs=16, batch_size=16, lr=1e-3, lr_steps=(12, 15), val_interval=8, seed=0,
                           out_dir="runs/demo"),
     )
 

@@ -125,11 +125,12 @@ class DLA(nn.Module):
     """DLA without its classifier. ``forward`` returns the outputs of level0..level5
     ([B, C_i, H/s_i, W/s_i] with strides 1, 2, 4, 8, 16, 32); ``channels`` and ``strides`` describe them."""
 
-    def __init__(self, depth: int = 34, residual_root: bool = False) -> None:
+    def __init__(self, depth: int = 34, residual_root: bool = False, channels: list[int] | None = None) -> None:
         super().__init__()
         if depth not in DLA_SPECS:
             raise ValueError(f"no DLA-{depth}; choose one of {sorted(DLA_SPECS)}")
-        levels, channels = DLA_SPECS[depth]
+        levels, default_channels = DLA_SPECS[depth]
+        channels = list(channels or default_channels)  # narrower variants keep the same structure
         block = BasicBlock
         self.base_layer = nn.Sequential(
             nn.Conv2d(3, channels[0], 7, 1, 3, bias=False),
