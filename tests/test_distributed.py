@@ -20,20 +20,10 @@ from centernet.config import ExperimentConfig
 from centernet.data import make_synthetic_dataset
 from centernet.engine.checkpoint import load_checkpoint
 from centernet.engine.evaluator import evaluate
-from centernet.models import ARCHS, register_arch
-from centernet.models.backbones.resnet import ResNet
-from centernet.models.detector import CenterNet
-from centernet.models.necks.deconv import DeconvNeck
 
-TINY_ARCH = "test_tiny_resdcn"  # ResNet-18 at 1/8 width + the DCN up-sampling neck
+TINY_ARCH = "resdcn_18_tiny"  # ResNet-18 at 1/8 width + the DCN (grid_sample) up-sampling neck
 WORLD = 2
 EPOCHS = 2
-
-if TINY_ARCH not in ARCHS:
-    @register_arch(TINY_ARCH, head_conv=16)
-    def _tiny(heads: dict[str, int], head_conv: int) -> CenterNet:
-        backbone = ResNet(18, base_width=8)
-        return CenterNet(backbone, DeconvNeck(backbone.channels[-1], (32, 16, 16), dcn=True), heads, head_conv)
 
 
 def tiny_config(data: dict[str, Path], out_dir: Path) -> ExperimentConfig:

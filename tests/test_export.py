@@ -14,20 +14,10 @@ from centernet.data import read_image
 from centernet.engine.checkpoint import save_checkpoint
 from centernet.engine.predictor import Predictor
 from centernet.export.onnx import OnnxRunner, export_onnx, op_types, read_metadata
-from centernet.models import ARCHS, register_arch
-from centernet.models.backbones.resnet import ResNet
-from centernet.models.detector import CenterNet
-from centernet.models.necks.deconv import DeconvNeck
 
 pytest.importorskip("onnxruntime")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TINY_ARCH = "test_tiny_resdcn"  # ResNet-18 at 1/8 width + the DCN (grid_sample) up-sampling neck
-
-if TINY_ARCH not in ARCHS:
-    @register_arch(TINY_ARCH, head_conv=16)
-    def _tiny(heads: dict[str, int], head_conv: int) -> CenterNet:
-        backbone = ResNet(18, base_width=8)
-        return CenterNet(backbone, DeconvNeck(backbone.channels[-1], (32, 16, 16), dcn=True), heads, head_conv)
+TINY_ARCH = "resdcn_18_tiny"  # ResNet-18 at 1/8 width + the DCN (grid_sample) up-sampling neck
 
 
 def tiny_setup(num_classes: int = 3):

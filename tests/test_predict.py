@@ -14,18 +14,8 @@ from centernet.cli import main
 from centernet.config import ExperimentConfig
 from centernet.engine.checkpoint import save_checkpoint
 from centernet.engine.predictor import Predictor
-from centernet.models import ARCHS, register_arch
-from centernet.models.backbones.resnet import ResNet
-from centernet.models.detector import CenterNet
-from centernet.models.necks.deconv import DeconvNeck
 
-TINY_ARCH = "test_tiny_resdcn"  # ResNet-18 at 1/8 width + the DCN up-sampling neck
-
-if TINY_ARCH not in ARCHS:
-    @register_arch(TINY_ARCH, head_conv=16)
-    def _tiny(heads: dict[str, int], head_conv: int) -> CenterNet:
-        backbone = ResNet(18, base_width=8)
-        return CenterNet(backbone, DeconvNeck(backbone.channels[-1], (32, 16, 16), dcn=True), heads, head_conv)
+TINY_ARCH = "resdcn_18_tiny"  # ResNet-18 at 1/8 width + the DCN (grid_sample) up-sampling neck
 
 
 def _frame(i: int) -> np.ndarray:

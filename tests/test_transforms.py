@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from centernet.data.transforms import (
     affine_transform, get_affine_transform, padded_size, prepare_test_image, sample_augment,

@@ -14,19 +14,9 @@ from centernet.data import make_synthetic_dataset
 from centernet.engine.analyze import error_analysis, format_table
 from centernet.engine.checkpoint import save_checkpoint
 from centernet.engine.evaluator import evaluate, parse_scales, run_detections
-from centernet.models import ARCHS, register_arch
-from centernet.models.backbones.resnet import ResNet
-from centernet.models.detector import CenterNet
-from centernet.models.necks.deconv import DeconvNeck
 from centernet.postprocess import batched_soft_nms, merge_detections, soft_nms
 
-TINY_ARCH = "test_tiny_resdcn"
-
-if TINY_ARCH not in ARCHS:
-    @register_arch(TINY_ARCH, head_conv=16)
-    def _tiny(heads: dict[str, int], head_conv: int) -> CenterNet:
-        backbone = ResNet(18, base_width=8)
-        return CenterNet(backbone, DeconvNeck(backbone.channels[-1], (32, 16, 16), dcn=True), heads, head_conv)
+TINY_ARCH = "resdcn_18_tiny"  # ResNet-18 at 1/8 width + the DCN (grid_sample) up-sampling neck
 
 
 def reference_soft_nms(boxes: np.ndarray, scores: np.ndarray, sigma=0.5, threshold=0.001, offset=0.0):

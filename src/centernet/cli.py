@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-res", action="store_true", help="test at the padded original resolution")
     p.add_argument("--oracle", action="store_true",
                    help="score the ground truth through the real decode path (no checkpoint needed)")
+    p.add_argument("--task", choices=["ctdet", "multi_pose"],
+                   help="task of --oracle (default: multi_pose for person_keypoints files, else ctdet)")
     p.add_argument("--json", help="write the metrics here as json")
     _add_data_args(p)
 
@@ -165,7 +167,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     elif args.oracle:
         from .presets import get_preset
 
-        cfg, model = get_preset("ctdet_resdcn18_coco"), None
+        task_name = args.task or ("multi_pose" if Path(args.data).name.startswith("person_keypoints") else "ctdet")
+        cfg = get_preset("ctdet_resdcn18_coco" if task_name == "ctdet" else "multi_pose_dla34_coco_1x")
+        model = None
     else:
         raise SystemExit("error: give a checkpoint, or --oracle to score the ground truth")
     source = open_source(args.data, args.images, cfg.task.name == "multi_pose")
@@ -267,13 +271,18 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "analyze": cmd_analyze, "predi
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .data.io import DataError
+    """Run a command; user errors (bad data, unknown names, mismatched checkpoints) print one line and
+    return 2. Set CENTERNET_DEBUG=1 to get the traceback instead."""
+    import os
 
+    args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (DataError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, KeyError, FileNotFoundError) as err:  # DataError and CheckpointMismatchError included
+        if os.environ.get("CENTERNET_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 

@@ -11,6 +11,8 @@ from tqdm import tqdm
 
 from ..data.pipeline import TestDataset, TrainDataset, collate
 from ..data.sample import DetectionSource
+from ..data.voc import VocDetection
+from ..evaluation.voc import voc_ap
 from ..evaluation.coco import category_ids, coco_ground_truth, evaluate_coco
 from ..tasks.base import Task
 from .inference import detections, infer_maps, merge_scales
@@ -131,6 +133,8 @@ def score_results(task: Task, source: DetectionSource, results: list[dict[str, A
             {k: v for k, v in r.items() if k != "keypoints"} for r in results]
         scores = evaluate_coco(gt, typed, iou_type, verbose=verbose)
         metrics.update(scores if i == 0 else {f"{iou_type}_{k}": v for k, v in scores.items()})
+    if isinstance(source, VocDetection) and "bbox" in task.iou_types:
+        metrics["voc_AP50"] = voc_ap(source, results)["mAP"]  # the VOC devkit's all-point AP at IoU 0.5
     return metrics
 
 

@@ -49,3 +49,10 @@ def _dla_tiny(heads: dict[str, int], head_conv: int) -> CenterNet:
     because its IDA up-sampling keeps the fine levels that a ResNet's deconv neck must rebuild."""
     backbone = DLA(34, channels=[8, 8, 16, 32, 64, 128])
     return CenterNet(backbone, DLAUpNeck(backbone.channels, backbone.strides, out_stride=4), heads, head_conv)
+
+
+@register_arch("resdcn_18_tiny", head_conv=16)
+def _resdcn_18_tiny(heads: dict[str, int], head_conv: int) -> CenterNet:
+    """ResNet-18 at 1/8 width with a DCN neck (32, 16, 16): 0.2M parameters, for fast tests and smoke runs."""
+    backbone = ResNet(18, base_width=8)
+    return CenterNet(backbone, DeconvNeck(backbone.channels[-1], (32, 16, 16), dcn=True), heads, head_conv)
