@@ -47,3 +47,24 @@ def test_module_starts_as_half_masked_conv_and_has_gradients():
     torch.testing.assert_close(out, 0.5 * F.conv2d(x, layer.weight, None, 1, 1) + layer.bias.view(1, -1, 1, 1))
     out.square().sum().backward()
     assert x.grad is not None and layer.conv_offset_mask.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("stride,padding,dilation,groups", [(1, 1, 1, 1), (2, 1, 1, 2), (1, 2, 2, 4)])
+def test_bag_and_grid_samplers_agree_in_values_and_gradients(stride, padding, dilation, groups):
+    torch.manual_seed(1)
+    x = torch.randn(2, 8, 9, 11)
+    w = torch.randn(5, 8, 3, 3)
+    ho = (9 + 2 * padding - dilation * 2 - 1) // stride + 1
+    wo = (11 + 2 * padding - dilation * 2 - 1) // stride + 1
+    off = torch.randn(2, 2 * groups * 9, ho, wo) * 3  # many samples fall outside the image
+    mask = torch.rand(2, groups * 9, ho, wo)
+    grads = []
+    for sampler in ("bags", "grid"):
+        leaves = [t.clone().requires_grad_() for t in (x, off, mask, w)]
+        out = modulated_deform_conv2d(*leaves[:3], leaves[3], None, stride, padding, dilation, groups, sampler=sampler)
+        out.square().sum().backward()
+        grads.append((out.detach(), [t.grad for t in leaves]))
+    (out_b, g_b), (out_g, g_g) = grads
+    torch.testing.assert_close(out_b, out_g, atol=1e-4, rtol=1e-4)
+    for a, b in zip(g_b, g_g):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)

@@ -37,13 +37,10 @@ def topk(scores: Tensor, K: int = 100) -> tuple[Tensor, Tensor, Tensor, Tensor, 
     return score, inds, classes, ys, xs
 
 
-def decode_ctdet(heat: Tensor, wh: Tensor, reg: Tensor | None = None, K: int = 100) -> Tensor:
-    """Boxes from sigmoid'ed ``heat`` [B, C, H, W], ``wh`` [B, 2, H, W] and ``reg`` [B, 2, H, W].
-
-    Returns [B, K, 6] rows (x1, y1, x2, y2, score, class) in output-map pixels.
-    """
-    score, inds, classes, ys, xs = topk(peaks(heat), K)
-    xs, ys = xs.to(heat.dtype), ys.to(heat.dtype)
+def boxes_at(inds: Tensor, xs: Tensor, ys: Tensor, wh: Tensor, reg: Tensor | None) -> Tensor:
+    """Boxes [B, K, 4] (x1, y1, x2, y2) centred at the peaks (``xs``, ``ys`` [B, K], flat ``inds``) plus
+    their offset (+0.5 without an offset head), sized by ``wh`` [B, 2, H, W]."""
+    xs, ys = xs.to(wh.dtype), ys.to(wh.dtype)
     if reg is not None:
         off = gather_feat(reg, inds)  # [B, K, 2]
         xs, ys = xs + off[..., 0], ys + off[..., 1]
@@ -51,5 +48,14 @@ def decode_ctdet(heat: Tensor, wh: Tensor, reg: Tensor | None = None, K: int = 1
         xs, ys = xs + 0.5, ys + 0.5
     size = gather_feat(wh, inds)  # [B, K, 2]
     half_w, half_h = size[..., 0] / 2, size[..., 1] / 2
-    boxes = torch.stack([xs - half_w, ys - half_h, xs + half_w, ys + half_h], dim=2)
+    return torch.stack([xs - half_w, ys - half_h, xs + half_w, ys + half_h], dim=2)
+
+
+def decode_ctdet(heat: Tensor, wh: Tensor, reg: Tensor | None = None, K: int = 100) -> Tensor:
+    """Boxes from sigmoid'ed ``heat`` [B, C, H, W], ``wh`` [B, 2, H, W] and ``reg`` [B, 2, H, W].
+
+    Returns [B, K, 6] rows (x1, y1, x2, y2, score, class) in output-map pixels.
+    """
+    score, inds, classes, ys, xs = topk(peaks(heat), K)
+    boxes = boxes_at(inds, xs, ys, wh, reg)  # [B, K, 4]
     return torch.cat([boxes, score.unsqueeze(2), classes.to(heat.dtype).unsqueeze(2)], dim=2)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..data.sample import Sample
-from ..decode import gather_feat, peaks, topk
+from ..decode import boxes_at, gather_feat, peaks, topk
 from ..losses import focal_loss, reg_l1_loss
 from ..targets import draw_gaussian
 from ..visualize import draw_detections, draw_skeletons
@@ -138,14 +138,7 @@ def decode_multi_pose(hm: Tensor, wh: Tensor, reg: Tensor | None, hps: Tensor, h
     j = hps.shape[1] // 2
     xs, ys = xs.to(hm.dtype), ys.to(hm.dtype)
     joints = gather_feat(hps, inds).reshape(b, k, j, 2) + torch.stack([xs, ys], dim=2).unsqueeze(2)
-    if reg is not None:
-        off = gather_feat(reg, inds)  # [B, K, 2]
-        xs, ys = xs + off[..., 0], ys + off[..., 1]
-    else:
-        xs, ys = xs + 0.5, ys + 0.5
-    size = gather_feat(wh, inds)  # [B, K, 2]
-    boxes = torch.stack([xs - size[..., 0] / 2, ys - size[..., 1] / 2,
-                         xs + size[..., 0] / 2, ys + size[..., 1] / 2], dim=2)  # [B, K, 4]
+    boxes = boxes_at(inds, xs, ys, wh, reg)  # [B, K, 4]
     if hm_hp is not None:
         joints = snap_joints(joints, boxes, hm_hp, hp_offset, thresh, ratio)
         confidence = joint_confidence(joints, hm_hp)
