@@ -14,10 +14,12 @@ import time
 import torch
 from torch import nn
 
-from centernet.models.layers.deform_conv import ModulatedDeformConv2d
+from centernet.models.layers.deform_conv import ModulatedDeformConv2d, modulated_deform_conv2d
 
 # (in, out, H, W) of the three DCNs of the resdcn_18 neck at 512x512
 SHAPES = [(512, 256, 16, 16), (256, 128, 32, 32), (128, 64, 64, 64)]
+# (channels, size, batch) for the two sampling kernels, narrow (dla_tiny's) to wide
+SAMPLER_SHAPES = [(8, 64, 16), (16, 32, 16), (32, 32, 16), (64, 32, 4), (64, 64, 1), (128, 32, 1), (512, 16, 1)]
 
 
 def timed(fn, runs: int) -> float:
@@ -65,6 +67,19 @@ def main() -> None:
             kf, kb = measure(compiled, x, args.runs)
             line += f"  | {kf * 1e3:8.1f} ({kf / cf:4.2f}x) {kb * 1e3:8.1f} ({kb / cb:4.2f}x)"
         print(line, flush=True)
+    print("\nsampling kernels (C -> C, 3x3): ms forward / forward + backward")
+    for c, size, batch in SAMPLER_SHAPES:
+        x, w = torch.randn(batch, c, size, size), torch.randn(c, c, 3, 3)
+        off, mask = torch.randn(batch, 18, size, size) * 0.5, torch.rand(batch, 9, size, size)
+        cells = []
+        for sampler in ("bags", "grid"):
+            def step(s=sampler) -> None:
+                leaves = [t.clone().requires_grad_() for t in (x, off, w)]
+                modulated_deform_conv2d(leaves[0], leaves[1], mask, leaves[2], None, 1, 1, sampler=s).sum().backward()
+            with torch.no_grad():
+                fwd = timed(lambda s=sampler: modulated_deform_conv2d(x, off, mask, w, None, 1, 1, sampler=s), args.runs)
+            cells.append(f"{sampler} {fwd * 1e3:7.1f} / {timed(step, args.runs) * 1e3:7.1f}")
+        print(f"C={c:<4d} {size}x{size} batch {batch:<3d}  " + "   ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ Two sampling kernels compute the same columns (tested equal, values and gradient
 - ``bags`` (default in eager mode): each sample is a weighted sum of four input rows (channels-last),
   i.e. an ``embedding_bag`` whose per-sample weights are bilinear weight x mask. Contiguous row reads, and
   the columns come out in the matmul's layout with no copy.
-- ``grid`` (used while exporting to ONNX): ``grid_sample`` (GridSample, opset >= 16), a standard op.
+- ``grid``: ``grid_sample`` (GridSample, opset >= 16), a standard op: used while exporting to ONNX, and in
+  eager mode for narrow inputs, where the bags' backward (a sort over all sample indices, whatever the
+  channel count) costs more than it saves (``benchmarks/bench_deform_conv.py``; measured here: bags are
+  1.3-2.5x faster forward from 64 channels per group up, 2-7x slower forward + backward at 8-16).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 Sampler = Literal["auto", "bags", "grid"]
+BAGS_MIN_CHANNELS = 64  # channels per deformable group from which "auto" samples with bags
 
 
 def _sample_points(
@@ -86,7 +90,8 @@ def modulated_deform_conv2d(
     """DCNv2: ``x`` [B, C, H, W], ``offset`` [B, 2*G*k*k, Ho, Wo] as (dy, dx) per tap, ``mask``
     [B, G*k*k, Ho, Wo] already in (0, 1), ``weight`` [O, C, kh, kw]. Returns [B, O, Ho, Wo].
 
-    ``sampler="auto"`` uses ``bags`` in eager mode and ``grid`` while tracing for export.
+    ``sampler="auto"`` uses ``bags`` in eager mode from ``BAGS_MIN_CHANNELS`` channels per group, else
+    ``grid`` (always while tracing for export).
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     b, c = x.shape[:2]
@@ -94,7 +99,8 @@ def modulated_deform_conv2d(
     g, kk = deformable_groups, kh * kw
     ho, wo = offset.shape[-2:]
     if sampler == "auto":
-        sampler = "grid" if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() else "bags"
+        tracing = torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+        sampler = "bags" if not tracing and c // deformable_groups >= BAGS_MIN_CHANNELS else "grid"
     ys, xs = _sample_points(offset, (kh, kw), stride, padding, dilation, g)  # [B, Ho*Wo, G, k*k]
     m = mask.reshape(b, g, kk, ho * wo).permute(0, 3, 1, 2)  # [B, Ho*Wo, G, k*k]
     columns = (_columns_bags if sampler == "bags" else _columns_grid)(x, ys, xs, m)  # [B, Ho*Wo, G*kk*C/G]
