@@ -106,7 +106,7 @@ def run_detections(model: nn.Module | None, task: Task, source: DetectionSource,
         loader = _loader(MultiScaleDataset(datasets), settings, collate_scales)
     if model is not None:
         model.eval()
-    for batches in tqdm(loader, desc="eval", disable=not progress, leave=False):
+    for batches in tqdm(loader, desc="eval", disable=None if progress else True, leave=False):
         per_scale = []
         for batch in batches if isinstance(batches, list) else [batches]:
             batch = {k: v.to(device) for k, v in batch.items()}

@@ -120,7 +120,7 @@ class Predictor:
         results: list[dict[str, Any]] = []
         writer = None
         start, count = time.perf_counter(), 0
-        for frame_id, (name, image) in enumerate(tqdm(frames, desc="predict", disable=not progress,
+        for frame_id, (name, image) in enumerate(tqdm(frames, desc="predict", disable=None if progress else True,
                                                       total=getattr(frames, "total", None))):
             pred = self(image)
             results += [dict(r, file_name=name) for r in self.task.to_results(pred.rows, frame_id, self.cat_ids)

@@ -111,7 +111,7 @@ class Trainer:
         loader = self._loader(self.epoch)
         steps = len(loader) if t.max_steps_per_epoch is None else min(len(loader), t.max_steps_per_epoch)
         sums: dict[str, float] = {}
-        bar = tqdm(total=steps, desc=f"epoch {self.epoch + 1}/{t.epochs}", disable=not self.progress, leave=False)
+        bar = tqdm(total=steps, desc=f"epoch {self.epoch + 1}/{t.epochs}", disable=None if self.progress else True, leave=False)
         start = time.perf_counter()
         for i, batch in enumerate(loader):
             if i >= steps:
