@@ -8,13 +8,12 @@ torch.compile (where it works) as a third column. Medians over --runs, all in on
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from torch import nn
 
 from centernet.models.layers.deform_conv import ModulatedDeformConv2d, modulated_deform_conv2d
+from timing import median_seconds
 
 # (in, out, H, W) of the three DCNs of the resdcn_18 neck at 512x512
 SHAPES = [(512, 256, 16, 16), (256, 128, 32, 32), (128, 64, 64, 64)]
@@ -23,13 +22,7 @@ SAMPLER_SHAPES = [(8, 64, 16), (16, 32, 16), (32, 32, 16), (64, 32, 4), (64, 64,
 
 
 def timed(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return median_seconds(fn, runs)[0]
 
 
 def measure(layer: nn.Module, x: torch.Tensor, runs: int) -> tuple[float, float]:

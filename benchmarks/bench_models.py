@@ -21,6 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from centernet import build_model
+from timing import median_seconds
 
 HEADS = {"hm": 80, "wh": 2, "reg": 2}
 
@@ -44,13 +45,7 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 def latency(model: torch.nn.Module, x: torch.Tensor, runs: int) -> float:
     with torch.no_grad():
-        model(x)
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        return median_seconds(lambda: model(x), runs)[0]
 
 
 def train_step_memory(arch: str, size: int, batch: int) -> float:

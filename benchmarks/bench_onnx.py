@@ -19,18 +19,12 @@ from centernet.config import ExperimentConfig
 from centernet.builders import model_from_config, task_from_config
 from centernet.export.onnx import OnnxRunner, export_onnx
 from centernet.models import ARCHS
+from timing import median_seconds
 
 
 def median_ms(fn, x: torch.Tensor, runs: int, warmup: int = 2) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn(x)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return 1000 * statistics.median(times), 1000 * times[0]
+    median, best = median_seconds(lambda: fn(x), runs, warmup)
+    return 1000 * median, 1000 * best
 
 
 def bench(arch: str, size: int, runs: int, threads: int, workdir: Path) -> dict[str, float]:

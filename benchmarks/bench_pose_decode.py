@@ -9,23 +9,16 @@ candidates) on its outputs; optionally the flip merge too. Medians over ``--runs
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from centernet.models import build_model
 from centernet.tasks import MultiPoseTask
+from timing import median_seconds
 
 
 def median_ms(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return median_seconds(fn, runs)[0] * 1e3
 
 
 def main() -> None:
