@@ -36,3 +36,16 @@ def test_random_crop_draws_in_range():
         assert 128 <= aug.center[0] <= 640 - 128 and 128 <= aug.center[1] < 480 - 128 + 1
         scales.add(round(aug.scale / 640, 1))
     assert scales == {0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3}
+
+
+def test_keep_res_padding_follows_the_backbone():
+    from centernet.builders import eval_settings
+    from centernet.presets import get_preset
+
+    cfg = get_preset("ctdet_hourglass_coco")
+    cfg.data.test_keep_res = True
+    assert eval_settings(cfg).pad == 127 and eval_settings(cfg).input_size is None
+    cfg.model.arch = "dla_34"
+    assert eval_settings(cfg).pad == 31
+    cfg.data.test_pad = 63  # an explicit value wins
+    assert eval_settings(cfg).pad == 63

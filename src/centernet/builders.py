@@ -36,10 +36,17 @@ def train_dataset(cfg: ExperimentConfig, source: DetectionSource, task: Task) ->
                         flip_prob=d.flip_prob, color=d.color_aug, seed=cfg.train.seed)
 
 
+def test_pad(cfg: ExperimentConfig) -> int:
+    """The keep_res padding: the configured one, else what the architecture's down-sampling needs."""
+    from .models import INPUT_MULTIPLE
+
+    return cfg.data.test_pad if cfg.data.test_pad is not None else INPUT_MULTIPLE.get(cfg.model.arch, 32) - 1
+
+
 def eval_settings(cfg: ExperimentConfig, **overrides) -> EvalSettings:
     d = cfg.data
     settings = EvalSettings(input_size=None if d.test_keep_res else tuple(d.input_size), down_ratio=d.down_ratio,
-                            mean=tuple(d.mean), std=tuple(d.std), pad=d.test_pad)
+                            mean=tuple(d.mean), std=tuple(d.std), pad=test_pad(cfg))
     for key, value in overrides.items():
         setattr(settings, key, value)
     return settings

@@ -35,7 +35,7 @@ class DataConfig:
     max_objects: int = 128
     num_workers: int = 2
     test_keep_res: bool = False  # test on the padded original size instead of warping to input_size
-    test_pad: int = 31  # keep_res padding: (n | pad) + 1; 127 for Hourglass
+    test_pad: int | None = None  # keep_res padding (n | pad) + 1; None: the backbone's (31, Hourglass 127)
 
 
 @dataclass

@@ -13,10 +13,10 @@ PRESETS: Registry[Callable[[], ExperimentConfig]] = Registry("preset")
 
 
 def _coco(arch: str, batch: int, lr: float, epochs: int = 140, steps: tuple[int, ...] = (90, 120),
-          task: str = "ctdet", num_classes: int = 80, pad: int = 31) -> ExperimentConfig:
+          task: str = "ctdet", num_classes: int = 80) -> ExperimentConfig:
     return ExperimentConfig(
         model=ModelConfig(arch=arch),
-        data=DataConfig(input_size=(512, 512), test_pad=pad),
+        data=DataConfig(input_size=(512, 512)),  # keep_res padding follows the backbone (127 for Hourglass)
         task=TaskConfig(name=task, num_classes=num_classes),
         train=TrainConfig(epochs=epochs, batch_size=batch, lr=lr, lr_steps=steps, out_dir=f"runs/{task}_{arch}"),
     )
@@ -33,8 +33,8 @@ PRESETS.register("ctdet_resdcn18_coco")(lambda: _coco("resdcn_18", 114, 5e-4))
 PRESETS.register("ctdet_resdcn101_coco")(lambda: _coco("resdcn_101", 96, 3.75e-4))
 PRESETS.register("ctdet_dla34_coco_1x")(lambda: _coco("dla_34", 128, 5e-4))
 PRESETS.register("ctdet_dla34_coco_2x")(lambda: _coco("dla_34", 128, 5e-4, 230, (180, 210)))
-# Hourglass: fine-tuned (from ExtremeNet in the paper) for 50 epochs, lr dropped at 40; padding to 128.
-PRESETS.register("ctdet_hourglass_coco")(lambda: _coco("hourglass", 24, 2.5e-4, 50, (40,), pad=127))
+# Hourglass: fine-tuned (from ExtremeNet in the paper) for 50 epochs, lr dropped at 40.
+PRESETS.register("ctdet_hourglass_coco")(lambda: _coco("hourglass", 24, 2.5e-4, 50, (40,)))
 PRESETS.register("ctdet_resdcn18_voc")(lambda: _voc("resdcn_18"))
 PRESETS.register("ctdet_resdcn101_voc")(lambda: _voc("resdcn_101"))
 PRESETS.register("ctdet_dla34_voc")(lambda: _voc("dla_34"))
@@ -56,9 +56,9 @@ def ctdet_cpu_small() -> ExperimentConfig:
 # Multi-person pose (COCO person keypoints, one class). The original fine-tunes from the ctdet COCO models
 # (ctdet_coco_dla_2x.pth, ctdet_coco_hg.pth; load them into a pose model with strict=False, the pose heads stay
 # fresh) and keeps at most 32 people per image. Its dla_3x script misspells "--lr_step" (drops at 270, 300).
-def _pose(arch: str, batch: int, lr: float, epochs: int, steps: tuple[int, ...], pad: int = 31,
+def _pose(arch: str, batch: int, lr: float, epochs: int, steps: tuple[int, ...],
           name: str = "") -> ExperimentConfig:
-    cfg = _coco(arch, batch, lr, epochs, steps, task="multi_pose", num_classes=1, pad=pad)
+    cfg = _coco(arch, batch, lr, epochs, steps, task="multi_pose", num_classes=1)
     cfg.data.max_objects = 32
     cfg.task.class_names = ["person"]
     cfg.task.cat_ids = [1]
@@ -69,9 +69,9 @@ def _pose(arch: str, batch: int, lr: float, epochs: int, steps: tuple[int, ...],
 PRESETS.register("multi_pose_dla34_coco_1x")(lambda: _pose("dla_34", 128, 5e-4, 140, (90, 120), name="dla34_1x"))
 PRESETS.register("multi_pose_dla34_coco_3x")(lambda: _pose("dla_34", 128, 5e-4, 320, (270, 300), name="dla34_3x"))
 PRESETS.register("multi_pose_hourglass_coco_1x")(
-    lambda: _pose("hourglass", 24, 2.5e-4, 50, (40,), pad=127, name="hourglass_1x"))
+    lambda: _pose("hourglass", 24, 2.5e-4, 50, (40,), name="hourglass_1x"))
 PRESETS.register("multi_pose_hourglass_coco_3x")(
-    lambda: _pose("hourglass", 24, 2.5e-4, 150, (130,), pad=127, name="hourglass_3x"))
+    lambda: _pose("hourglass", 24, 2.5e-4, 150, (130,), name="hourglass_3x"))
 
 
 @PRESETS.register("multi_pose_cpu_small")

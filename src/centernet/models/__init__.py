@@ -10,11 +10,14 @@ from .detector import CenterNet
 ARCHS: Registry[Callable[..., CenterNet]] = Registry("architecture")
 # arch name -> default head_conv (the original's: 64 for ResNets, 256 for DLA and Hourglass)
 DEFAULT_HEAD_CONV: dict[str, int] = {}
+# arch name -> what input sides must be a multiple of (its deepest down-sampling): 32, or 128 for Hourglass
+INPUT_MULTIPLE: dict[str, int] = {}
 
 
-def register_arch(name: str, head_conv: int):
+def register_arch(name: str, head_conv: int, input_multiple: int = 32):
     def add(fn):
         DEFAULT_HEAD_CONV[name] = head_conv
+        INPUT_MULTIPLE[name] = input_multiple
         return ARCHS.register(name)(fn)
 
     return add

@@ -30,7 +30,7 @@ def _dla_34(heads: dict[str, int], head_conv: int) -> CenterNet:
     return CenterNet(backbone, DLAUpNeck(backbone.channels, backbone.strides, out_stride=4), heads, head_conv)
 
 
-@register_arch("hourglass", head_conv=256)
+@register_arch("hourglass", head_conv=256, input_multiple=128)
 def _hourglass(heads: dict[str, int], head_conv: int) -> CenterNet:
     backbone = Hourglass(num_stacks=2)
     return CenterNet(backbone, IdentityNeck(backbone.channels[-1]), heads, head_conv, num_stacks=backbone.num_stacks)
