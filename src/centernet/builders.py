@@ -13,9 +13,9 @@ from .tasks import Task, build_task
 
 def task_from_config(cfg: ExperimentConfig) -> Task:
     t = cfg.task
-    options = {}
+    options = dict(t.options)
     if t.name in ("ctdet", "multi_pose"):
-        options = {"radius_variant": t.radius_variant, "min_overlap": t.min_overlap}
+        options.update(radius_variant=t.radius_variant, min_overlap=t.min_overlap)
     return build_task(t.name, t.num_classes, t.weights or None, cfg.data.max_objects, t.max_detections, **options)
 
 

@@ -48,6 +48,7 @@ class TaskConfig:
     max_detections: int = 100  # K
     radius_variant: str = "centernet"
     min_overlap: float = 0.7
+    options: dict[str, Any] = field(default_factory=dict)  # task-specific, e.g. {"empty_person": "original"}
 
 
 @dataclass
