@@ -19,6 +19,13 @@ def task_from_config(cfg: ExperimentConfig) -> Task:
     return build_task(t.name, t.num_classes, t.weights or None, cfg.data.max_objects, t.max_detections, **options)
 
 
+def set_classes(cfg: ExperimentConfig, source: DetectionSource) -> None:
+    """Take the class count, names and category ids of the task from the training data."""
+    cfg.task.num_classes = len(source.class_names)
+    cfg.task.class_names = list(source.class_names)
+    cfg.task.cat_ids = list(getattr(source, "cat_ids", None) or [])
+
+
 def model_from_config(cfg: ExperimentConfig, task: Task) -> nn.Module:
     return build_model(cfg.model.arch, task.heads(), cfg.model.head_conv)
 

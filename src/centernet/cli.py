@@ -110,7 +110,7 @@ def _device(name: str) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .builders import model_from_config, open_source, task_from_config
+    from .builders import model_from_config, open_source, set_classes, task_from_config
     from .engine import distributed
     from .engine.trainer import Trainer
     from .models.official import load_pretrained_backbone
@@ -139,9 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     keypoints = cfg.task.name == "multi_pose"
     train_source = open_source(cfg.data.train, cfg.data.train_images, keypoints)
     val_source = open_source(cfg.data.val, cfg.data.val_images, keypoints) if cfg.data.val else None
-    cfg.task.num_classes = len(train_source.class_names)
-    cfg.task.class_names = list(train_source.class_names)
-    cfg.task.cat_ids = list(getattr(train_source, "cat_ids", []) or [])
+    set_classes(cfg, train_source)
     task = task_from_config(cfg)
     model = model_from_config(cfg, task)
     if cfg.model.pretrained:

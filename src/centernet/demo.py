@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .builders import eval_settings, model_from_config, open_source, task_from_config
+from .builders import eval_settings, model_from_config, open_source, set_classes, task_from_config
 from .data import make_synthetic_dataset, read_image
 from .engine.checkpoint import load_checkpoint
 from .engine.evaluator import evaluate
@@ -45,9 +45,7 @@ def run_demo(out_dir: str | Path = "runs/demo", epochs: int | None = None, devic
     cfg.train.out_dir, cfg.train.device = str(out_dir), device
     cfg.train.epochs = epochs or cfg.train.epochs
     train_source, val_source = open_source(cfg.data.train), open_source(cfg.data.val)
-    cfg.task.num_classes = len(train_source.class_names)
-    cfg.task.class_names = list(train_source.class_names)
-    cfg.task.cat_ids = list(train_source.cat_ids)
+    set_classes(cfg, train_source)
     task = task_from_config(cfg)
     trainer = Trainer(cfg, model_from_config(cfg, task), task, train_source, val_source, progress=progress)
     trainer.fit()

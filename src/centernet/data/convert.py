@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .io import DataError, read_image
-from .sample import DetectionSource, Sample
+from .sample import DetectionSource, Sample, category_ids
 
 # A box may stick out of its image by this much (pixels) before it counts as clipped.
 CLIP_TOLERANCE = 1e-3
@@ -95,7 +95,7 @@ def to_coco_dict(source: DetectionSource) -> dict[str, Any]:
     VOC ``difficult``) become ``iscrowd=1`` so the COCO evaluator neither rewards nor penalises
     detections on them. ``area`` is the box area. Keypoints are exported when samples have them.
     """
-    cat_ids = list(getattr(source, "cat_ids", None) or range(1, len(source.class_names) + 1))
+    cat_ids = category_ids(source)
     if len(cat_ids) != len(source.class_names):
         raise ValueError(f"{len(cat_ids)} category ids for {len(source.class_names)} class names")
     categories: list[dict[str, Any]] = []

@@ -57,6 +57,12 @@ class DetectionSource:
         return self.samples[index]
 
 
+def category_ids(source: DetectionSource) -> list[int]:
+    """Data set category id of each contiguous label (COCO ids; 1..C for formats without ids)."""
+    ids = getattr(source, "cat_ids", None)
+    return list(ids) if ids else list(range(1, len(source.class_names) + 1))
+
+
 class Subset(DetectionSource):
     """The samples ``indices`` of ``source`` (class names, category ids and keypoint names kept).
 

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-from ..data.sample import DetectionSource
+from ..data.sample import DetectionSource, Subset, category_ids
 
 
 def is_distributed() -> bool:
@@ -72,26 +72,16 @@ def average(values: dict[str, float], device: torch.device) -> dict[str, float]:
     return {k: float(v) / world_size() for k, v in zip(keys, t.tolist())}
 
 
-class Shard(DetectionSource):
-    """Every ``world``-th sample of ``source``, starting at ``rank``."""
-
-    def __init__(self, source: DetectionSource, rank: int, world: int) -> None:
-        self.source = source
-        self.class_names = source.class_names
-        self.samples = source.samples[rank::world]
-
-
 def evaluate_sharded(evaluate_fn: Callable[..., Any], model, task, source: DetectionSource, settings, device,
                      progress: bool = True) -> dict[str, float]:
     """Score ``model`` on ``source``: alone, or with each rank running a shard and rank 0 scoring all."""
     if not is_distributed():
         return evaluate_fn(model, task, source, settings, device, progress=progress).metrics
     from ..engine.evaluator import run_detections, score_results
-    from ..evaluation.coco import category_ids
 
     cat_ids = category_ids(source)
     mine = []
-    for image_id, rows in run_detections(model, task, Shard(source, rank(), world_size()), settings, device,
+    for image_id, rows in run_detections(model, task, Subset(source, range(rank(), len(source), world_size())), settings, device,
                                          progress):
         mine += task.to_results(rows.float().cpu().numpy(), image_id, cat_ids)
     gathered: list[Any] = [None] * world_size()

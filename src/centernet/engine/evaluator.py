@@ -10,10 +10,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..data.pipeline import TestDataset, TrainDataset, collate
-from ..data.sample import DetectionSource
+from ..data.sample import DetectionSource, category_ids
 from ..data.voc import VocDetection
 from ..evaluation.voc import voc_ap
-from ..evaluation.coco import category_ids, coco_ground_truth, evaluate_coco
+from ..evaluation.coco import coco_ground_truth, evaluate_coco
 from ..tasks.base import Task
 from .inference import detections, infer_maps, merge_scales
 

@@ -2,6 +2,8 @@
 (-> multi-scale merge with soft-NMS)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -9,23 +11,36 @@ from ..postprocess import merge_detections, to_image_coords
 from ..tasks.base import Task
 
 
+#: the output key of a runner that decodes by itself (an ONNX model exported with the decode in the graph)
+DETECTIONS = "detections"
+Runner = Callable[[Tensor], dict[str, Tensor]]
+
+
+def model_runner(model: nn.Module, task: Task) -> Runner:
+    """images [B, 3, H, W] -> activated head maps of the model's last stack."""
+    return lambda images: task.activate(model(images)[-1])
+
+
 @torch.no_grad()
+def run_maps(runner: Runner, task: Task, images: Tensor, flip: bool = False) -> dict[str, Tensor]:
+    """``runner``'s maps for ``images``; ``flip`` runs the mirrors in the same batch and merges them."""
+    if not flip:
+        return runner(images)
+    maps = runner(torch.cat([images, torch.flip(images, dims=[3])]))
+    if DETECTIONS in maps:
+        raise ValueError("the flip test needs maps; this runner returns decoded detections "
+                         "(export without --decode)")
+    return task.merge_flip(maps)
+
+
 def infer_maps(model: nn.Module, task: Task, images: Tensor, flip: bool = False) -> dict[str, Tensor]:
     """Activated head maps of the last stack for ``images`` [B, 3, H, W]; ``flip`` averages the mirror."""
-    if flip:
-        images = torch.cat([images, torch.flip(images, dims=[3])])
-    maps = task.activate(model(images)[-1])
-    return task.merge_flip(maps) if flip else maps
+    return run_maps(model_runner(model, task), task, images, flip)
 
 
 def detections(task: Task, maps: dict[str, Tensor], trans_inv: Tensor) -> Tensor:
     """[B, K, D] detection rows in image pixels from activated maps and per-image ``trans_inv`` [B, 2, 3]."""
     return to_image_coords(task.decode(maps), trans_inv, task.point_columns)
-
-
-@torch.no_grad()
-def predict_batch(model: nn.Module, task: Task, images: Tensor, trans_inv: Tensor, flip: bool = False) -> Tensor:
-    return detections(task, infer_maps(model, task, images, flip), trans_inv)
 
 
 def merge_scales(task: Task, per_scale: list[Tensor]) -> list[Tensor]:

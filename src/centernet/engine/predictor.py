@@ -20,11 +20,10 @@ from ..postprocess import to_image_coords
 from ..tasks.base import Task
 from ..visualize import heatmap_overlay
 from .evaluator import EvalSettings
-from .inference import detections, infer_maps, merge_scales
+from .inference import DETECTIONS, detections, merge_scales, model_runner, run_maps
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
-DETECTIONS = "detections"  # the key of a decoding runner's output (see centernet.export.onnx)
 
 
 @dataclass
@@ -48,7 +47,7 @@ class Predictor:
         self.task, self.settings, self.device = task, settings, torch.device(device)
         self.class_names = class_names
         self.cat_ids = cat_ids or list(range(1, task.num_classes + 1))
-        self.runner = runner or (lambda images: infer_maps(self.model, task, images, flip=False))
+        self.runner = runner or model_runner(self.model, task)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", **overrides: Any) -> "Predictor":
@@ -76,13 +75,7 @@ class Predictor:
 
         A runner that decodes by itself (an ONNX model exported with ``decode=True``) returns
         {"detections": [B, K, D]} in output-map pixels instead; it cannot do the flip test."""
-        if not self.settings.flip:
-            return self.runner(images)
-        maps = self.runner(torch.cat([images, torch.flip(images, dims=[3])]))
-        if DETECTIONS in maps:
-            raise ValueError("the flip test needs maps; this runner returns decoded detections "
-                             "(export without --decode)")
-        return self.task.merge_flip(maps)
+        return run_maps(self.runner, self.task, images, self.settings.flip)
 
     def __call__(self, image: np.ndarray) -> Prediction:
         s = self.settings

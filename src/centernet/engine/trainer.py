@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
@@ -171,7 +170,3 @@ class Trainer:
                 tqdm.write(f"epoch {self.epoch}: {shown}")
         return {"best_AP": self.best, "history": self.history, "out_dir": str(self.out_dir)}
 
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)

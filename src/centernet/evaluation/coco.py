@@ -16,12 +16,6 @@ from ..data.sample import DetectionSource
 BOX_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
-def category_ids(source: DetectionSource) -> list[int]:
-    """Data set category id of each contiguous label (COCO ids; 1..C for formats without ids)."""
-    ids = getattr(source, "cat_ids", None)
-    return list(ids) if ids else list(range(1, len(source.class_names) + 1))
-
-
 def coco_ground_truth(source: DetectionSource) -> COCO:
     """A pycocotools COCO object of the source's annotations (its json file when it has one)."""
     if hasattr(source, "to_coco_dict"):

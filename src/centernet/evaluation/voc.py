@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.sample import DetectionSource
+from ..data.sample import DetectionSource, category_ids
 
 
 def _average_precision(recall: np.ndarray, precision: np.ndarray, eleven_point: bool) -> float:
@@ -36,7 +36,7 @@ def voc_ap(source: DetectionSource, results: list[dict[str, Any]], iou_threshold
     A detection matching an ignored ("difficult") object is neither a true nor a false positive; each
     ground-truth object is matched at most once, in descending score order.
     """
-    cat_ids = cat_ids or list(getattr(source, "cat_ids", None) or range(1, len(source.class_names) + 1))
+    cat_ids = cat_ids or category_ids(source)
     label_of = {cid: label for label, cid in enumerate(cat_ids)}
     per_class: dict[str, float] = {}
     by_image = {s.image_id: s for s in source.samples}

@@ -19,10 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ExperimentConfig
+from ..engine.inference import DETECTIONS
 from ..tasks.base import Task
 
 INPUT_NAME = "input"
-DETECTIONS = "detections"
 META_CONFIG = "centernet_config"
 META_OUTPUTS = "centernet_outputs"  # "maps" or "detections"
 META_MAP_NAMES = "centernet_map_names"
