@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -30,33 +30,46 @@ def make_synthetic_dataset(out_dir: str | Path, num_train: int = 64, num_val: in
     width, height = image_size
     if min(width, height) < 32:
         raise ValueError(f"image_size must be at least 32x32, got {image_size}")
-    root = Path(out_dir)
-    paths = {"root": root, "train_images": root / "train", "val_images": root / "val",
-             "train_ann": root / "annotations" / "instances_train.json",
-             "val_ann": root / "annotations" / "instances_val.json"}
     categories = [{"id": k + 1, "name": SHAPES[k], "supercategory": "shape"} for k in range(num_classes)]
-    train_seq, val_seq = np.random.SeedSequence(seed).spawn(2)
-    for split, count, seq in (("train", num_train, train_seq), ("val", num_val, val_seq)):
-        image_dir = paths[f"{split}_images"]
+
+    def render(rng: np.random.Generator) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        image, objects = _render(rng, width, height, num_classes, max_objects)
+        return image, [{"category_id": label + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "area": area, "iscrowd": 0,
+                        "segmentation": []} for label, (x1, y1, x2, y2), area in objects]
+
+    return write_coco_splits(out_dir, "instances", categories, f"centernet synthetic shapes, seed {seed}", seed,
+                             {"train": num_train, "val": num_val}, render, ext)
+
+
+def write_coco_splits(out_dir: str | Path, ann_prefix: str, categories: list[dict[str, Any]], description: str,
+                      seed: int, counts: dict[str, int],
+                      render: Callable[[np.random.Generator], tuple[np.ndarray, list[dict[str, Any]]]],
+                      ext: str = ".png") -> dict[str, Path]:
+    """Write ``counts[split]`` images made by ``render(rng)`` -> (BGR image, annotations without ids) and
+    one COCO json per split (``annotations/<ann_prefix>_<split>.json``, images in ``<split>/``).
+
+    Every image gets its own generator spawned from ``seed``, so the output is a pure function of the
+    arguments. Returns ``root`` and ``<split>_images`` / ``<split>_ann`` paths."""
+    root = Path(out_dir)
+    paths = {"root": root}
+    for split, seq in zip(counts, np.random.SeedSequence(seed).spawn(len(counts))):
+        image_dir, ann_file = root / split, root / "annotations" / f"{ann_prefix}_{split}.json"
+        paths[f"{split}_images"], paths[f"{split}_ann"] = image_dir, ann_file
         image_dir.mkdir(parents=True, exist_ok=True)
         images: list[dict[str, Any]] = []
         annotations: list[dict[str, Any]] = []
-        for index, image_seq in enumerate(seq.spawn(count)):
-            rng = np.random.default_rng(image_seq)
-            image, objects = _render(rng, width, height, num_classes, max_objects)
+        for index, image_seq in enumerate(seq.spawn(counts[split])):
+            image, objects = render(np.random.default_rng(image_seq))
             image_id = index + 1
             file_name = f"{image_id:06d}{ext}"
             if not cv2.imwrite(str(image_dir / file_name), image):
                 raise OSError(f"could not write {image_dir / file_name}")
-            images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
-            for label, (x1, y1, x2, y2), area in objects:
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
-                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": area, "iscrowd": 0,
-                                    "segmentation": []})
-        paths[f"{split}_ann"].parent.mkdir(parents=True, exist_ok=True)
-        payload = {"info": {"description": f"centernet synthetic shapes, seed {seed}"},
-                   "images": images, "annotations": annotations, "categories": categories}
-        paths[f"{split}_ann"].write_text(json.dumps(payload))
+            images.append({"id": image_id, "file_name": file_name, "width": image.shape[1], "height": image.shape[0]})
+            annotations += [{"id": len(annotations) + k + 1, "image_id": image_id, **obj} for k, obj in enumerate(objects)]
+        ann_file.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"info": {"description": description}, "images": images, "annotations": annotations,
+                   "categories": categories}
+        ann_file.write_text(json.dumps(payload))
     return paths
 
 

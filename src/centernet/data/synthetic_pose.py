@@ -1,7 +1,6 @@
 """A small synthetic person-keypoints data set (stick figures, 17 COCO joints) for tests and smoke training."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +8,7 @@ import cv2
 import numpy as np
 
 from ..tasks.pose import COCO_KEYPOINT_NAMES, COCO_LIMBS, NUM_JOINTS
-from .synthetic import _background
+from .synthetic import _background, write_coco_splits
 
 # Canonical front-facing figure, in units of the figure's height, relative to the pelvis centre (x right,
 # y down). The person faces the camera, so their left side (odd joints) is on the image's right: a mirror
@@ -41,36 +40,19 @@ def make_synthetic_pose_dataset(out_dir: str | Path, num_train: int = 32, num_va
         raise ValueError(f"image_size must be at least 64x64, got {image_size}")
     if max_people < 1:
         raise ValueError(f"max_people must be at least 1, got {max_people}")
-    root = Path(out_dir)
-    paths = {"root": root, "train_images": root / "train", "val_images": root / "val",
-             "train_ann": root / "annotations" / "person_keypoints_train.json",
-             "val_ann": root / "annotations" / "person_keypoints_val.json"}
     category = {"id": 1, "name": "person", "supercategory": "person", "keypoints": list(COCO_KEYPOINT_NAMES),
                 "skeleton": [[a + 1, b + 1] for a, b in COCO_LIMBS]}
-    for split, count, seq in zip(("train", "val"), (num_train, num_val), np.random.SeedSequence(seed).spawn(2)):
-        image_dir = paths[f"{split}_images"]
-        image_dir.mkdir(parents=True, exist_ok=True)
-        images: list[dict[str, Any]] = []
-        annotations: list[dict[str, Any]] = []
-        for index, image_seq in enumerate(seq.spawn(count)):
-            image, people = _render(np.random.default_rng(image_seq), width, height, max_people)
-            image_id = index + 1
-            file_name = f"{image_id:06d}{ext}"
-            if not cv2.imwrite(str(image_dir / file_name), image):
-                raise OSError(f"could not write {image_dir / file_name}")
-            images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
-            for box, keypoints in people:
-                x1, y1, x2, y2 = box
-                annotations.append({
-                    "id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float((x2 - x1) * (y2 - y1)),
-                    "keypoints": keypoints.reshape(-1).tolist(),
-                    "num_keypoints": int((keypoints[:, 2] > 0).sum()), "segmentation": []})
-        paths[f"{split}_ann"].parent.mkdir(parents=True, exist_ok=True)
-        payload = {"info": {"description": f"centernet synthetic stick figures, seed {seed}"},
-                   "images": images, "annotations": annotations, "categories": [category]}
-        paths[f"{split}_ann"].write_text(json.dumps(payload))
-    return paths
+
+    def render(rng: np.random.Generator) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        image, people = _render(rng, width, height, max_people)
+        return image, [{"category_id": 1, "iscrowd": 0, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "area": float((x2 - x1) * (y2 - y1)), "keypoints": keypoints.reshape(-1).tolist(),
+                        "num_keypoints": int((keypoints[:, 2] > 0).sum()), "segmentation": []}
+                       for (x1, y1, x2, y2), keypoints in people]
+
+    return write_coco_splits(out_dir, "person_keypoints", [category],
+                             f"centernet synthetic stick figures, seed {seed}", seed,
+                             {"train": num_train, "val": num_val}, render, ext)
 
 
 def _figure(rng: np.random.Generator, cx: float, bottom: float, size: float) -> np.ndarray:
