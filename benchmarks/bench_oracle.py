@@ -26,7 +26,7 @@ def main() -> None:
          (512, 512)),
     ]
     for label, task_name, spec, size in runs:
-        source = open_source(str(spec), keypoints=task_name == "multi_pose")
+        source = open_source(str(spec), task=task_name)
         task = build_task(task_name, len(source.class_names))
         metrics = evaluate(None, task, source, EvalSettings(input_size=size), progress=False).metrics
         shown = {k: round(v, 4) for k, v in metrics.items() if k in ("AP", "AP50", "AP75", "voc_AP50", "bbox_AP")}

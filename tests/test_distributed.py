@@ -15,10 +15,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from centernet.builders import eval_settings, model_from_config, open_source, task_from_config
+from centernet.builders import eval_settings, load_checkpoint, model_from_config, open_source, task_from_config
 from centernet.config import ExperimentConfig
 from centernet.data import make_synthetic_dataset
-from centernet.engine.checkpoint import load_checkpoint
 from centernet.engine.evaluator import evaluate
 
 TINY_ARCH = "resdcn_18_tiny"  # ResNet-18 at 1/8 width + the DCN (grid_sample) up-sampling neck
@@ -69,7 +68,7 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
     state = {k: v.detach().clone() for k, v in unwrap(trainer.model).state_dict().items()}
     torch.save(state, root_path / f"weights_rank{rank}.pt")
     oracle = eval_settings(cfg, oracle=frozenset(task.heads()))
-    metrics = distributed.evaluate_sharded(evaluate, None, task, val_source, oracle, "cpu", progress=False)
+    metrics, _ = distributed.evaluate_sharded(None, task, val_source, oracle, "cpu", progress=False)
     (root_path / f"result_rank{rank}.json").write_text(json.dumps(
         {"oracle": metrics, "history": summary["history"]}))
     distributed.cleanup()

@@ -13,7 +13,7 @@ from centernet.config import ExperimentConfig
 from centernet.data import read_image
 from centernet.engine.checkpoint import save_checkpoint
 from centernet.engine.predictor import Predictor
-from centernet.export.onnx import OnnxRunner, export_onnx, op_types, read_metadata
+from centernet.export.onnx import OnnxRunner, export_onnx, onnx_predictor, op_types, read_metadata
 
 pytest.importorskip("onnxruntime")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -104,8 +104,8 @@ def test_detections_on_a_real_image_agree(exported):
     image = _real_image()
     settings = eval_settings(cfg)
     ref = Predictor(model, task, settings, cfg.task.class_names)(image).rows
-    onnx_pred = Predictor.from_onnx(maps_path)(image)
-    decoded = Predictor.from_onnx(dec_path)(image)
+    onnx_pred = onnx_predictor(maps_path)(image)
+    decoded = onnx_predictor(dec_path)(image)
     assert onnx_pred.heat is not None and decoded.heat is None
     for rows in (onnx_pred.rows, decoded.rows):
         assert rows.shape == ref.shape
@@ -113,7 +113,7 @@ def test_detections_on_a_real_image_agree(exported):
     # flip and multi-scale run around the onnxruntime runner too, with dynamic sizes
     flip = eval_settings(cfg, flip=True, scales=(0.75, 1.0))
     ref_tta = Predictor(model, task, flip, cfg.task.class_names)(image).rows
-    onnx_tta = Predictor.from_onnx(maps_path, flip=True, scales=(0.75, 1.0))(image).rows
+    onnx_tta = onnx_predictor(maps_path, flip=True, scales=(0.75, 1.0))(image).rows
     np.testing.assert_allclose(onnx_tta[:20], ref_tta[:20], atol=2e-3, rtol=1e-4)
 
 

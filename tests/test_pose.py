@@ -47,7 +47,7 @@ def source(tmp_path: Path) -> ListSource:
 def test_registered_heads_and_layout():
     task = build_task("multi_pose", 1)
     assert TASKS.get("multi_pose") is MultiPoseTask and task.iou_types == ("keypoints", "bbox")
-    assert task.heads() == {"hm": 1, "wh": 2, "hps": 34, "reg": 2, "hm_hp": 17, "hp_offset": 2}
+    assert task.head_channels() == {"hm": 1, "wh": 2, "hps": 34, "reg": 2, "hm_hp": 17, "hp_offset": 2}
     assert task.weights == {"hm": 1, "wh": 0.1, "reg": 1, "hps": 1, "hm_hp": 1, "hp_offset": 1}
     assert task.point_columns == (0, 1, 2, 3, *range(6, 40)) and (JOINT_SCORE_COLUMN, ROW_SIZE) == (40, 57)
     with pytest.raises(ValueError, match="one class"):
@@ -91,7 +91,7 @@ def test_bad_keypoints_are_clear_errors(source):
 def test_encode_decode_round_trip(source):
     task = MultiPoseTask()
     batch = collate([TrainDataset(source, task, input_size=(256, 256), augment=False)[0]])
-    rows = detections(task, task.oracle_maps(batch), batch["trans_inv"])[0]
+    rows = detections(task, task.oracle_maps(batch), batch)[0]
     assert rows.shape == (task.K, ROW_SIZE)
     found = rows[rows[:, 4] == 1]
     found = found[found[:, 0].argsort()]
@@ -103,7 +103,7 @@ def test_encode_decode_round_trip(source):
     torch.testing.assert_close(joints[labelled], torch.from_numpy(sample.keypoints[..., :2])[labelled],
                                atol=1e-3, rtol=0)
     assert (found[:, JOINT_SCORE_COLUMN:][labelled] == 1).all()  # joint confidence: its heatmap peak
-    results = task.to_results(rows.numpy(), 1, [1])
+    results = task.to_results(rows.numpy(), {"image_id": 1}, [1])
     assert len(results) == task.K and len(results[0]["keypoints"]) == 3 * NUM_JOINTS
     assert results[0]["category_id"] == 1 and len(results[0]["bbox"]) == 4
     drawn = task.draw(np.zeros((240, 320, 3), np.uint8), rows.numpy(), ["person"], 0.5)
@@ -124,7 +124,7 @@ def test_oracle_keypoint_ap_on_synthetic_figures(tmp_path):
 
 def random_maps(b: int, h: int = 16, w: int = 20, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    heads = MultiPoseTask().heads()
+    heads = MultiPoseTask().head_channels()
     maps = {name: torch.randn(b, c, h, w, generator=g) * 3 for name, c in heads.items()}
     maps["hm"], maps["hm_hp"] = torch.rand(b, 1, h, w, generator=g), torch.rand(b, NUM_JOINTS, h, w, generator=g)
     maps["wh"] = maps["wh"].abs() * 3
@@ -206,7 +206,7 @@ def test_loss_finite_and_unlabelled_joints_contribute_nothing(source):
     task = MultiPoseTask()
     batch = collate([TrainDataset(source, task, input_size=(128, 128), augment=False)[0]])
     g = torch.Generator().manual_seed(1)
-    outputs = [{name: torch.randn(1, c, 32, 32, generator=g) for name, c in task.heads().items()}]
+    outputs = [{name: torch.randn(1, c, 32, 32, generator=g) for name, c in task.head_channels().items()}]
     loss, terms = task.loss(outputs, batch)
     assert torch.isfinite(loss) and set(terms) == set(task.weights)
     masked = batch["hps_mask"] == 0

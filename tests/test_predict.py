@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from centernet.builders import model_from_config, task_from_config
+from centernet.builders import load_predictor, model_from_config, task_from_config
 from centernet.cli import main
 from centernet.config import ExperimentConfig
 from centernet.engine.checkpoint import save_checkpoint
@@ -69,12 +69,12 @@ def test_predict_folder(inputs, capsys):
 
 def test_predict_video_pytorch_and_onnxruntime(inputs):
     pytest.importorskip("onnxruntime")
-    from centernet.export.onnx import export_checkpoint
+    from centernet.export.onnx import export_checkpoint, onnx_predictor
 
     onnx_path = export_checkpoint(inputs["checkpoint"], inputs["root"] / "tiny.onnx", dynamic=True)
     summaries = {}
     for name, model in (("pytorch", str(inputs["checkpoint"])), ("onnxruntime", str(onnx_path))):
-        predictor = Predictor.from_onnx(model) if name == "onnxruntime" else Predictor.from_checkpoint(model)
+        predictor = onnx_predictor(model) if name == "onnxruntime" else load_predictor(model)
         out = inputs["root"] / f"out_video_{name}"
         summaries[name] = predictor.run(inputs["video"], out, score_thresh=0.0, progress=False)
         assert summaries[name]["images"] == 5 and summaries[name]["images_per_s"] > 0
@@ -91,7 +91,7 @@ def test_predict_video_pytorch_and_onnxruntime(inputs):
 
 
 def test_predict_with_flip_and_scales(inputs):
-    predictor = Predictor.from_checkpoint(inputs["checkpoint"], flip=True, scales=(0.5, 1.0, 1.5))
+    predictor = load_predictor(inputs["checkpoint"], flip=True, scales=(0.5, 1.0, 1.5))
     pred = predictor(_frame(0))
     assert 0 < len(pred.rows) <= 100 and pred.heat.shape[0] == 2
     assert np.all(np.diff(pred.rows[:, 4]) <= 0)  # merged rows come sorted by score

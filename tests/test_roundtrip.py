@@ -31,7 +31,7 @@ def test_encode_decode_round_trip(source):
     batch = collate([ds[0]])
     assert batch["hm"].shape == (1, 3, 64, 64) and batch["reg_mask"].sum() == 3
     assert (batch["hm"] == 1).sum() == 3  # one peak per object
-    dets = detections(task, task.oracle_maps(batch), batch["trans_inv"])[0]
+    dets = detections(task, task.oracle_maps(batch), batch)[0]
     found = dets[dets[:, 4] == 1]
     order = found[:, 5].argsort()
     expected = torch.tensor([[10, 20, 110, 90, 1, 0], [40, 120, 80, 200, 1, 1], [150.5, 30.25, 300, 230, 1, 2]])

@@ -4,11 +4,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from centernet.builders import eval_settings, model_from_config, open_source, task_from_config
+from centernet.builders import eval_settings, load_checkpoint, model_from_config, open_source, task_from_config
 from centernet.config import ExperimentConfig, ModelConfig, TrainConfig, DataConfig, TaskConfig
 from centernet.data import make_synthetic_dataset
 from centernet.data.sample import Subset
-from centernet.engine.checkpoint import load_checkpoint
 from centernet.engine.evaluator import evaluate
 from centernet.engine.trainer import Trainer
 

@@ -1,21 +1,31 @@
-"""Config -> objects. The only place (with the CLI) that reads configuration dataclasses."""
+"""Config -> objects: the task, the model, data sources, checkpoints and predictors of a configuration.
+
+The engine receives these objects (and the few config sections it needs); nothing here names a task."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import torch
 from torch import nn
 
-from .config import DataConfig, ExperimentConfig
-from .data.pipeline import TrainDataset
+from .config import ExperimentConfig
 from .data.sample import DetectionSource
+from .engine.checkpoint import read_checkpoint
 from .engine.evaluator import EvalSettings
+from .engine.predictor import Predictor
 from .models import build_model
-from .tasks import Task, build_task
+from .tasks import TASKS, Task, build_task, task_options
 
 
 def task_from_config(cfg: ExperimentConfig) -> Task:
+    """The configured task; ``radius_variant`` / ``min_overlap`` go to tasks that take them."""
     t = cfg.task
     options = dict(t.options)
-    if t.name in ("ctdet", "multi_pose"):
-        options.update(radius_variant=t.radius_variant, min_overlap=t.min_overlap)
+    known = task_options(t.name)
+    for name in ("radius_variant", "min_overlap"):
+        if name in known:
+            options.setdefault(name, getattr(t, name))
     return build_task(t.name, t.num_classes, t.weights or None, cfg.data.max_objects, t.max_detections, **options)
 
 
@@ -30,30 +40,42 @@ def model_from_config(cfg: ExperimentConfig, task: Task) -> nn.Module:
     return build_model(cfg.model.arch, task.heads(), cfg.model.head_conv)
 
 
-def open_source(spec: str, images: str | None = None, keypoints: bool = False) -> DetectionSource:
+def open_source(spec: str, images: str | None = None, task: str | None = None) -> DetectionSource:
+    """A data set in any supported format, opened with what ``task`` needs from it (e.g. keypoints)."""
     from .data import open_dataset
 
-    return open_dataset(spec, image_dir=images, keypoints=keypoints)
+    options = dict(TASKS.get(task).data_options) if task else {}
+    return open_dataset(spec, image_dir=images, **options)
 
 
-def train_dataset(cfg: ExperimentConfig, source: DetectionSource, task: Task) -> TrainDataset:
-    d: DataConfig = cfg.data
-    return TrainDataset(source, task, d.input_size, d.down_ratio, d.mean, d.std, augment=True,
-                        random_crop=d.random_crop, scale_jitter=d.scale_jitter, shift_jitter=d.shift_jitter,
-                        flip_prob=d.flip_prob, color=d.color_aug, seed=cfg.train.seed)
+def eval_settings(cfg: ExperimentConfig, **overrides: Any) -> EvalSettings:
+    """The configuration's test geometry (see :meth:`EvalSettings.from_config`)."""
+    return EvalSettings.from_config(cfg, **overrides)
 
 
-def test_pad(cfg: ExperimentConfig) -> int:
-    """The keep_res padding: the configured one, else what the architecture's down-sampling needs."""
-    from .models import INPUT_MULTIPLE
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
+    """(config, model in eval mode, task) rebuilt from a checkpoint written by the trainer."""
+    payload = read_checkpoint(path)
+    cfg = ExperimentConfig.from_dict(payload["config"])
+    task = task_from_config(cfg)
+    model = model_from_config(cfg, task)
+    model.load_state_dict(payload["model"])
+    return cfg, model.to(device).eval(), task
 
-    return cfg.data.test_pad if cfg.data.test_pad is not None else INPUT_MULTIPLE.get(cfg.model.arch, 32) - 1
+
+def class_names(cfg: ExperimentConfig) -> list[str]:
+    return cfg.task.class_names or [str(i) for i in range(cfg.task.num_classes)]
 
 
-def eval_settings(cfg: ExperimentConfig, **overrides) -> EvalSettings:
-    d = cfg.data
-    settings = EvalSettings(input_size=None if d.test_keep_res else tuple(d.input_size), down_ratio=d.down_ratio,
-                            mean=tuple(d.mean), std=tuple(d.std), pad=test_pad(cfg))
-    for key, value in overrides.items():
-        setattr(settings, key, value)
-    return settings
+def load_predictor(path: str | Path, device: str = "cpu", **overrides: Any) -> Predictor:
+    """A predictor from a checkpoint alone (it carries its configuration); ``overrides`` go to EvalSettings."""
+    cfg, model, task = load_checkpoint(path, device)
+    return Predictor(model, task, eval_settings(cfg, **overrides), class_names(cfg), cfg.task.cat_ids or None,
+                     device)
+
+
+def predictor_for_runner(runner: Any, cfg: ExperimentConfig, **overrides: Any) -> Predictor:
+    """A predictor around any runner (e.g. an onnxruntime session) whose configuration is ``cfg``."""
+    task = task_from_config(cfg)
+    return Predictor(None, task, eval_settings(cfg, **overrides), class_names(cfg), cfg.task.cat_ids or None,
+                     "cpu", runner)

@@ -1,4 +1,7 @@
-"""Command line: centernet train | eval | analyze | predict | export | demo | presets (see --help)."""
+"""Command line: centernet train | eval | analyze | predict | export | demo | presets (see --help).
+
+Each command has its own ``add_<command>_args``; the work happens in ``cmd_<command>``. Nothing here names
+a task: task choices come from the task registry, data needs from the task class."""
 from __future__ import annotations
 
 import argparse
@@ -24,15 +27,14 @@ def _scales(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="centernet",
-        description="CenterNet / CornerNet detectors in pure PyTorch. Data may be a COCO json file, a PASCAL "
-                    "VOC folder (annotations/*.xml + images/) or a YOLO folder (images/ + labels/).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _add_test_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--flip", action="store_true", help="flip test: the image and its mirror")
+    p.add_argument("--scales", type=_scales, default=(1.0,),
+                   help="multi-scale test, e.g. 0.5,0.75,1,1.25,1.5 (merged with soft-NMS)")
+    p.add_argument("--keep-res", action="store_true", help="test at the padded original resolution")
 
-    p = sub.add_parser("train", help="train a model (from a preset, overridable field by field)")
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="ctdet_resdcn18_coco", help="paper configuration (see `centernet presets`)")
     p.add_argument("--config", help="a config.json written by an earlier run (instead of --preset)")
     p.add_argument("--train", help="training annotations (COCO json, VOC or YOLO folder)")
@@ -51,55 +53,75 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any config field, e.g. train.val_interval=1 data.input_size=[384,384]")
     _add_data_args(p)
 
-    p = sub.add_parser("eval", help="COCO metrics of a checkpoint on a data set")
-    p.add_argument("checkpoint", nargs="?", help="a centernet checkpoint (omit with --oracle)")
+
+def add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", nargs="?", help="a centernet checkpoint or an exported .onnx model "
+                                                 "(omit with --oracle)")
     p.add_argument("--data", required=True, help="annotations to score against")
-    p.add_argument("--flip", action="store_true", help="flip test: average the image and its mirror")
-    p.add_argument("--scales", type=_scales, default=(1.0,),
-                   help="multi-scale test, e.g. 0.5,0.75,1,1.25,1.5 (merged with soft-NMS)")
-    p.add_argument("--keep-res", action="store_true", help="test at the padded original resolution")
+    _add_test_args(p)
     p.add_argument("--oracle", action="store_true",
                    help="score the ground truth through the real decode path (no checkpoint needed)")
-    p.add_argument("--task", choices=["ctdet", "multi_pose"],
-                   help="task of --oracle (default: multi_pose for person_keypoints files, else ctdet)")
+    p.add_argument("--task", help="task of --oracle (default: the task the data suits, e.g. keypoints -> "
+                                  "multi_pose)")
     p.add_argument("--json", help="write the metrics here as json")
     _add_data_args(p)
 
-    p = sub.add_parser("analyze", help="error analysis: AP with ground-truth heatmap / size / offset substituted")
+
+def add_analyze_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True, help="annotations to score against")
     p.add_argument("--json", help="write the rows here as json")
     _add_data_args(p)
 
-    p = sub.add_parser("predict", help="detect objects in an image, a folder of images or a video")
+
+def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="model", help="a centernet checkpoint, or an exported .onnx model")
     p.add_argument("input", help="image file, folder of images or video file")
     p.add_argument("--out", default="predictions", help="folder for drawn images/video and detections.json")
     p.add_argument("--score", type=float, default=0.3, help="draw and save detections above this score")
-    p.add_argument("--heatmap", action="store_true", help="overlay the predicted centre heatmap")
-    p.add_argument("--flip", action="store_true", help="flip test")
-    p.add_argument("--scales", type=_scales, default=(1.0,),
-                   help="multi-scale test, e.g. 0.5,0.75,1,1.25,1.5 (merged with soft-NMS)")
+    p.add_argument("--heatmap", action="store_true", help="overlay the predicted heatmap")
+    _add_test_args(p)
     p.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
                    help="auto: onnxruntime for .onnx files, else pytorch")
-    p.add_argument("--keep-res", action="store_true", help="test at the padded original resolution")
     p.add_argument("--device", default="auto")
 
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (standard ops only)")
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--out", default="model.onnx", help="the .onnx file to write")
     p.add_argument("--decode", action="store_true",
                    help="decode in the graph: output detection rows [B, K, D] in output-map pixels")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (16 or newer: GridSample)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (16 or newer)")
     p.add_argument("--dynamic", action="store_true", help="dynamic input height and width")
     p.add_argument("--size", help="input W,H to trace at (default: the config's input size)")
 
-    p = sub.add_parser("demo", help="synthetic shapes: generate, train a small CPU model, evaluate, draw")
+
+def add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="run folder (data, checkpoints, pictures)")
     p.add_argument("--epochs", type=int, help="override the preset's epoch count")
     p.add_argument("--device", default="auto")
 
-    sub.add_parser("presets", help="list the named configurations")
+
+COMMAND_HELP = {
+    "train": ("train a model (from a preset, overridable field by field)", add_train_args),
+    "eval": ("metrics of a checkpoint or ONNX model on a data set", add_eval_args),
+    "analyze": ("error analysis: AP with ground-truth maps substituted", add_analyze_args),
+    "predict": ("detect objects in an image, a folder of images or a video", add_predict_args),
+    "export": ("export a checkpoint to ONNX (standard ops only)", add_export_args),
+    "demo": ("synthetic shapes: generate, train a small CPU model, evaluate, draw", add_demo_args),
+    "presets": ("list the named configurations", lambda p: None),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="centernet",
+        description="CenterNet detectors in pure PyTorch. Data may be a COCO json file, a PASCAL VOC folder "
+                    "(annotations/*.xml + images/) or a YOLO folder (images/ + labels/).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (text, add_args) in COMMAND_HELP.items():
+        add_args(sub.add_parser(name, help=text))
     return parser
 
 
@@ -107,6 +129,11 @@ def _device(name: str) -> str:
     from .engine.trainer import resolve_device
 
     return str(resolve_device(name))
+
+
+def _check_classes(source, task, data: str) -> None:
+    if len(source.class_names) != task.num_classes:
+        raise SystemExit(f"error: {data} has {len(source.class_names)} classes, the model predicts {task.num_classes}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -136,9 +163,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not cfg.data.train:
         raise SystemExit("error: no training data: pass --train (COCO json, VOC folder or YOLO folder)")
     distributed.init_from_env(cfg.train.device)
-    keypoints = cfg.task.name == "multi_pose"
-    train_source = open_source(cfg.data.train, cfg.data.train_images, keypoints)
-    val_source = open_source(cfg.data.val, cfg.data.val_images, keypoints) if cfg.data.val else None
+    train_source = open_source(cfg.data.train, cfg.data.train_images, cfg.task.name)
+    val_source = open_source(cfg.data.val, cfg.data.val_images, cfg.task.name) if cfg.data.val else None
     set_classes(cfg, train_source)
     task = task_from_config(cfg)
     model = model_from_config(cfg, task)
@@ -154,34 +180,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_model(path: str, device: str):
+    """(config, model or runner, task) of a checkpoint or an exported .onnx file."""
+    from .builders import load_checkpoint, task_from_config
+
+    if path.endswith(".onnx"):
+        from .export.onnx import OnnxRunner
+
+        runner = OnnxRunner(path)
+        return runner.config, runner, task_from_config(runner.config)
+    return load_checkpoint(path, device)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .builders import eval_settings, open_source, task_from_config
-    from .engine.checkpoint import load_checkpoint
+    from .builders import eval_settings, open_source, set_classes, task_from_config
     from .engine.evaluator import evaluate
+    from .presets import get_preset
+    from .tasks import TASKS, guess_task
 
     device = _device(args.device)
     if args.checkpoint:
-        cfg, model, task = load_checkpoint(args.checkpoint, device)
+        cfg, model, task = _load_model(args.checkpoint, device)
+        source = open_source(args.data, args.images, cfg.task.name)
+        _check_classes(source, task, args.data)
     elif args.oracle:
-        from .presets import get_preset
-
-        task_name = args.task or ("multi_pose" if Path(args.data).name.startswith("person_keypoints") else "ctdet")
-        cfg = get_preset("ctdet_resdcn18_coco" if task_name == "ctdet" else "multi_pose_dla34_coco_1x")
-        model = None
+        source = open_source(args.data, args.images, args.task)
+        name = args.task or guess_task(source)
+        cfg = get_preset(TASKS.get(name).oracle_preset) if TASKS.get(name).oracle_preset else ExperimentConfig()
+        cfg.task.name = name
+        set_classes(cfg, source)
+        task, model = task_from_config(cfg), None
     else:
         raise SystemExit("error: give a checkpoint, or --oracle to score the ground truth")
-    source = open_source(args.data, args.images, cfg.task.name == "multi_pose")
-    if model is None:
-        cfg.task.num_classes = len(source.class_names)
-        task = task_from_config(cfg)
-    elif len(source.class_names) != task.num_classes:
-        raise SystemExit(f"error: {args.data} has {len(source.class_names)} classes, "
-                         f"the checkpoint predicts {task.num_classes}")
     settings = eval_settings(cfg, flip=args.flip, num_workers=args.workers, scales=args.scales)
     if args.keep_res:
         settings.input_size = None
-    if args.oracle:
-        settings.oracle = frozenset(task.heads())
     result = evaluate(model, task, source, settings, device, verbose=True)
     print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))
     if args.json:
@@ -190,16 +223,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .builders import eval_settings, open_source
+    from .builders import eval_settings, load_checkpoint, open_source
     from .engine.analyze import error_analysis, format_table
-    from .engine.checkpoint import load_checkpoint
 
     device = _device(args.device)
     cfg, model, task = load_checkpoint(args.checkpoint, device)
-    source = open_source(args.data, args.images, cfg.task.name == "multi_pose")
-    if len(source.class_names) != task.num_classes:
-        raise SystemExit(f"error: {args.data} has {len(source.class_names)} classes, "
-                         f"the checkpoint predicts {task.num_classes}")
+    source = open_source(args.data, args.images, cfg.task.name)
+    _check_classes(source, task, args.data)
     settings = eval_settings(cfg, num_workers=args.workers)
     if settings.input_size is None:
         settings.input_size = tuple(cfg.data.input_size)
@@ -212,7 +242,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .engine.predictor import Predictor
+    from .builders import load_predictor
 
     overrides = {"flip": args.flip, "scales": args.scales}
     if args.keep_res:
@@ -221,9 +251,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if backend == "auto":
         backend = "onnxruntime" if args.checkpoint.endswith(".onnx") else "pytorch"
     if backend == "onnxruntime":
-        predictor = Predictor.from_onnx(args.checkpoint, **overrides)
+        from .export.onnx import onnx_predictor
+
+        predictor = onnx_predictor(args.checkpoint, **overrides)
     else:
-        predictor = Predictor.from_checkpoint(args.checkpoint, _device(args.device), **overrides)
+        predictor = load_predictor(args.checkpoint, _device(args.device), **overrides)
     summary = predictor.run(args.input, args.out, args.score, args.heatmap)
     print(f"{summary['images']} images at {summary['images_per_s']:.1f} images/s ({backend}); "
           f"detections in {summary['json']}")

@@ -8,9 +8,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .builders import eval_settings, model_from_config, open_source, set_classes, task_from_config
+from .builders import (eval_settings, load_checkpoint, model_from_config, open_source, set_classes,
+                       task_from_config)
 from .data import make_synthetic_dataset, read_image
-from .engine.checkpoint import load_checkpoint
 from .engine.evaluator import evaluate
 from .engine.predictor import Predictor
 from .engine.trainer import Trainer

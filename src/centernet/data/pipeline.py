@@ -2,21 +2,32 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Sequence
+from typing import Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..config import COCO_MEAN, COCO_STD
 from .io import read_image
 from .sample import DetectionSource, Sample
 from .transforms import (
     affine_transform, color_aug, get_affine_transform, normalize, prepare_test_image, sample_augment,
 )
 
-if TYPE_CHECKING:
-    from ..tasks.base import Task
+
+class TargetEncoder(Protocol):
+    """What the training pipeline needs of a task (``centernet.tasks.base.Task`` is one)."""
+
+    flip_pairs: Sequence[tuple[int, int]]
+    can_flip: bool
+
+    def flip_fields(self, sample: Sample) -> Sample: ...
+
+    def sample_meta(self, sample: Sample) -> dict[str, np.ndarray]: ...
+
+    def encode(self, sample: Sample, out_w: int, out_h: int) -> dict[str, np.ndarray]: ...
 
 
 def flip_sample(sample: Sample, flip_pairs: Sequence[tuple[int, int]]) -> Sample:
@@ -50,8 +61,8 @@ class TrainDataset(Dataset):
     oracle evaluation and the round-trip tests use.
     """
 
-    def __init__(self, source: DetectionSource, task: "Task", input_size: tuple[int, int] = (512, 512),
-                 down_ratio: int = 4, mean=(0.408, 0.447, 0.470), std=(0.289, 0.274, 0.278),
+    def __init__(self, source: DetectionSource, task: TargetEncoder, input_size: tuple[int, int] = (512, 512),
+                 down_ratio: int = 4, mean=COCO_MEAN, std=COCO_STD,
                  augment: bool = True, random_crop: bool = True, scale_jitter: float = 0.4,
                  shift_jitter: float = 0.1, flip_prob: float = 0.5, color: bool = True, seed: int = 0) -> None:
         self.source = source
@@ -86,9 +97,9 @@ class TrainDataset(Dataset):
             aug = sample_augment(rng, sample.width, sample.height, self.random_crop,
                                  self.scale_jitter, self.shift_jitter, self.flip_prob)
             center, scale = aug.center, aug.scale
-            if aug.flipped:
+            if aug.flipped and self.task.can_flip:
                 image = image[:, ::-1]
-                sample = flip_sample(sample, self.task.flip_pairs)
+                sample = self.task.flip_fields(flip_sample(sample, self.task.flip_pairs))
         else:
             center = np.array([sample.width / 2.0, sample.height / 2.0], dtype=np.float32)
             scale = float(max(sample.width, sample.height))
@@ -99,17 +110,17 @@ class TrainDataset(Dataset):
             color_aug(rng, warped)
         trans_out = get_affine_transform(center, scale, 0, (out_w, out_h))
         targets = self.task.encode(warp_sample(sample, trans_out, out_w, out_h), out_w, out_h)
-        return {"input": normalize(warped, self.mean, self.std), **targets,
-                "image_id": np.int64(sample.image_id),
+        return {"input": normalize(warped, self.mean, self.std), **targets, **self.task.sample_meta(sample),
                 "trans_inv": get_affine_transform(center, scale, 0, (out_w, out_h), inv=True).astype(np.float32)}
 
 
 class TestDataset(Dataset):
-    """Test inputs of every image with the geometry to map predictions back (optionally + the mirror)."""
+    """Test inputs of every image with the geometry to map predictions back and the image's metadata
+    (``meta_fn(sample)``, by default :func:`sample_meta`)."""
 
     def __init__(self, source: DetectionSource, input_size: tuple[int, int] | None, down_ratio: int = 4,
-                 mean=(0.408, 0.447, 0.470), std=(0.289, 0.274, 0.278), pad: int = 31,
-                 scale_factor: float = 1.0) -> None:
+                 mean=COCO_MEAN, std=COCO_STD, pad: int = 31,
+                 scale_factor: float = 1.0, meta_fn: Callable[[Sample], dict[str, np.ndarray]] | None = None) -> None:
         self.source = source
         self.input_size = input_size
         self.down_ratio = down_ratio
@@ -117,6 +128,7 @@ class TestDataset(Dataset):
         self.std = np.array(std, dtype=np.float32)
         self.pad = pad
         self.scale_factor = scale_factor
+        self.meta_fn = meta_fn or sample_meta
 
     def __len__(self) -> int:
         return len(self.source)
@@ -125,14 +137,28 @@ class TestDataset(Dataset):
         sample = self.source[index]
         prepared = prepare_test_image(read_image(sample.path), self.mean, self.std, self.input_size,
                                       self.pad, self.down_ratio, self.scale_factor)
-        return test_item(prepared, sample.image_id)
+        return test_item(prepared, self.meta_fn(sample))
 
 
-def test_item(prepared, image_id: int) -> dict[str, np.ndarray]:
-    """Tensors of a prepared test image: input and the inverse output transform (incl. test scale)."""
+#: the per-image metadata fields a batch may carry (see :func:`sample_meta`)
+META_KEYS = ("image_id", "image_size", "calib")
+
+
+def sample_meta(sample: Sample) -> dict[str, np.ndarray]:
+    """Per-image metadata that travels with a batch to the task's post-processing and results: ``image_id``,
+    ``image_size`` (w, h) and, when the sample has one, the camera matrix ``calib`` [3, 4]."""
+    meta = {"image_id": np.int64(sample.image_id),
+            "image_size": np.array([sample.width, sample.height], dtype=np.float32)}
+    if sample.calib is not None:
+        meta["calib"] = np.asarray(sample.calib, dtype=np.float32).reshape(3, 4)
+    return meta
+
+
+def test_item(prepared, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Tensors of a prepared test image: input, the inverse output transform (incl. test scale) and ``meta``."""
     trans_inv = get_affine_transform(prepared.center, prepared.scale, 0, prepared.output_size, inv=True)
     trans_inv = trans_inv / prepared.scale_factor
-    return {"input": prepared.image, "image_id": np.int64(image_id), "trans_inv": trans_inv.astype(np.float32)}
+    return {"input": prepared.image, **meta, "trans_inv": trans_inv.astype(np.float32)}
 
 
 def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:

@@ -49,6 +49,8 @@ class DetectionSource:
 
     class_names: list[str]
     samples: list[Sample]
+    #: names of scorers (centernet.evaluation.scoring.SCORERS) this data set is also scored with
+    extra_scorers: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -73,11 +75,6 @@ class Subset(DetectionSource):
         self.source = source
         self.class_names = source.class_names
         self.samples = [source.samples[i] for i in indices]
-        for name in ("cat_ids", "keypoint_names", "skeleton"):
+        for name in ("cat_ids", "keypoint_names", "skeleton", "extra_scorers"):
             if hasattr(source, name):
                 setattr(self, name, getattr(source, name))
-
-    def to_coco_dict(self) -> dict:
-        from .convert import to_coco_dict
-
-        return to_coco_dict(self)

@@ -7,7 +7,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..tasks.pose import COCO_KEYPOINT_NAMES, COCO_LIMBS, NUM_JOINTS
+from .keypoints import COCO_KEYPOINT_NAMES, COCO_LIMBS, NUM_JOINTS
 from .synthetic import _background, write_coco_splits
 
 # Canonical front-facing figure, in units of the figure's height, relative to the pelvis centre (x right,

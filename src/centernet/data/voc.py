@@ -26,6 +26,8 @@ class VocDetection(DetectionSource):
       :class:`~centernet.data.convert.BoxCleaner`, with one warning per data set.
     """
 
+    extra_scorers = ("voc",)  # also scored with the VOC devkit's AP50 (centernet.evaluation.scoring)
+
     def __init__(self, ann_dir: str | Path, image_dir: str | Path, class_names: Sequence[str] | None = None,
                  split_file: str | Path | None = None) -> None:
         self.ann_dir = Path(ann_dir)

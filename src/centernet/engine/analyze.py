@@ -1,7 +1,8 @@
 """Error analysis (the paper's table): AP with the ground truth substituted for some of the network's maps.
 
-Each row evaluates the model with the named heads replaced by maps rebuilt from the encoded ground truth
-(``task.oracle_maps``): none, the size, the heatmap, heatmap + size, heatmap + size + offset. Every row
+Each row (``task.analysis_rows``, e.g. none, the size, the heatmap, heatmap + size, heatmap + size + offset for
+CenterNet) evaluates the model with the named heads replaced by maps rebuilt from the encoded ground truth
+(``task.oracle_maps``). Every row
 uses the deterministic training geometry (``TrainDataset(augment=False)``: centre, no flip), so the
 network's maps and the ground truth line up on the same output pixels.
 """
@@ -15,16 +16,8 @@ from torch import nn
 
 from ..data.sample import DetectionSource
 from ..tasks.base import Task
-from .evaluator import ORACLE_MAPS, EvalSettings, evaluate
+from .evaluator import EvalSettings, evaluate
 
-#: (row label, substituted heads) in the order of the paper's table
-ANALYSIS_ROWS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("none", frozenset()),
-    ("size (wh)", frozenset({"wh"})),
-    ("heatmap (hm)", frozenset({"hm"})),
-    ("hm + wh", frozenset({"hm", "wh"})),
-    ("hm + wh + reg", frozenset({"hm", "wh", "reg"})),
-)
 COLUMNS = ("AP", "AP50", "AP75")
 
 
@@ -36,13 +29,9 @@ class AnalysisRow:
 
 
 def analysis_rows(task: Task) -> list[tuple[str, frozenset[str]]]:
-    """The table's rows that make sense for ``task`` (an offset row needs a ``reg`` head)."""
+    """The task's error-analysis rows whose heads the model has (an offset row needs an offset head)."""
     heads = set(task.heads())
-    rows = []
-    for name, oracle in ANALYSIS_ROWS:
-        if oracle <= heads and all(h in ORACLE_MAPS for h in oracle):
-            rows.append((name, oracle))
-    return rows
+    return [(name, oracle) for name, oracle in task.analysis_rows if oracle <= heads]
 
 
 def error_analysis(model: nn.Module, task: Task, source: DetectionSource, settings: EvalSettings | None = None,

@@ -38,15 +38,3 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             if isinstance(payload, dict) and "state_dict" in payload else ""
         raise ValueError(f"{path} is not a centernet checkpoint{hint}")
     return payload
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
-    """(config, model in eval mode, task) rebuilt from a checkpoint written by the trainer."""
-    from ..builders import model_from_config, task_from_config
-
-    payload = read_checkpoint(path)
-    cfg = ExperimentConfig.from_dict(payload["config"])
-    task = task_from_config(cfg)
-    model = model_from_config(cfg, task)
-    model.load_state_dict(payload["model"])
-    return cfg, model.to(device).eval(), task

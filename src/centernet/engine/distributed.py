@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from ..data.sample import DetectionSource, Subset, category_ids
+from ..data.sample import DetectionSource, Subset
 
 
 def is_distributed() -> bool:
@@ -72,23 +72,24 @@ def average(values: dict[str, float], device: torch.device) -> dict[str, float]:
     return {k: float(v) / world_size() for k, v in zip(keys, t.tolist())}
 
 
-def evaluate_sharded(evaluate_fn: Callable[..., Any], model, task, source: DetectionSource, settings, device,
-                     progress: bool = True) -> dict[str, float]:
-    """Score ``model`` on ``source``: alone, or with each rank running a shard and rank 0 scoring all."""
-    if not is_distributed():
-        return evaluate_fn(model, task, source, settings, device, progress=progress).metrics
-    from ..engine.evaluator import run_detections, score_results
+def evaluate_sharded(model, task, source: DetectionSource, settings, device,
+                     progress: bool = True) -> tuple[dict[str, float], str]:
+    """(metrics, headline metric name) of ``model`` on ``source``: alone, or with each rank scoring a shard
+    through the task's scorer and rank 0 merging every rank's scorer state (the scorer protocol)."""
+    from .evaluator import evaluate, scorer_results
 
-    cat_ids = category_ids(source)
-    mine = []
-    for image_id, rows in run_detections(model, task, Subset(source, range(rank(), len(source), world_size())), settings, device,
-                                         progress):
-        mine += task.to_results(rows.float().cpu().numpy(), image_id, cat_ids)
+    if not is_distributed():
+        result = evaluate(model, task, source, settings, device, progress=progress)
+        return result.metrics, result.headline
+    scorer = task.scorer(source)
+    shard = Subset(source, range(rank(), len(source), world_size()))
+    scorer.add(scorer_results(model, task, shard, settings, device, progress))
     gathered: list[Any] = [None] * world_size()
-    dist.all_gather_object(gathered, mine)
+    dist.all_gather_object(gathered, scorer.state())
     metrics = [None]
     if rank() == 0:
-        results = [r for part in gathered for r in part]
-        metrics = [score_results(task, source, results)]
+        total = task.scorer(source)
+        total.merge(gathered)
+        metrics = [total.result()]
     dist.broadcast_object_list(metrics, src=0)
-    return metrics[0]
+    return metrics[0], scorer.headline

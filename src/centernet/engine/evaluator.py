@@ -1,23 +1,20 @@
-"""The one evaluator: run a model (or the ground truth, in oracle mode) over a data source and score it."""
+"""The one evaluator: run a model, any runner (e.g. an ONNX model) or the ground truth ("oracle") over a
+data source, and score it with the task's scorer."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Union
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..config import COCO_MEAN, COCO_STD, ExperimentConfig
 from ..data.pipeline import TestDataset, TrainDataset, collate
 from ..data.sample import DetectionSource, category_ids
-from ..data.voc import VocDetection
-from ..evaluation.voc import voc_ap
-from ..evaluation.coco import coco_ground_truth, evaluate_coco
 from ..tasks.base import Task
-from .inference import detections, infer_maps, merge_scales
-
-ORACLE_MAPS = {"hm": "heatmap", "wh": "size", "reg": "offset"}
+from .inference import Runner, model_runner, predict_passes
 
 
 @dataclass
@@ -26,15 +23,30 @@ class EvalSettings:
 
     input_size: tuple[int, int] | None = (512, 512)  # None: keep_res (pad to (n | pad) + 1)
     down_ratio: int = 4
-    mean: tuple[float, float, float] = (0.408, 0.447, 0.470)
-    std: tuple[float, float, float] = (0.289, 0.274, 0.278)
+    mean: tuple[float, float, float] = COCO_MEAN
+    std: tuple[float, float, float] = COCO_STD
     pad: int = 31
     flip: bool = False
     batch_size: int = 1
     num_workers: int = 0
     oracle: frozenset[str] = field(default_factory=frozenset)  # head names replaced by the ground truth
-    scales: tuple[float, ...] = (1.0,)  # test scales; several are merged with soft-NMS (SPEC 4)
+    scales: tuple[float, ...] = (1.0,)  # test scales; several are merged by the task (soft-NMS, SPEC 4)
     train_geometry: bool = False  # the oracle path's geometry (TrainDataset, no augmentation) without an oracle
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig, **overrides: Any) -> "EvalSettings":
+        """The test geometry of a configuration (keep_res padding follows the architecture), then overrides."""
+        from ..models import INPUT_MULTIPLE
+
+        d = cfg.data
+        pad = d.test_pad if d.test_pad is not None else INPUT_MULTIPLE.get(cfg.model.arch, 32) - 1
+        settings = cls(input_size=None if d.test_keep_res else tuple(d.input_size), down_ratio=d.down_ratio,
+                       mean=tuple(d.mean), std=tuple(d.std), pad=pad)
+        for key, value in overrides.items():
+            if not hasattr(settings, key):
+                raise AttributeError(f"EvalSettings has no field {key!r}")
+            setattr(settings, key, value)
+        return settings
 
 
 def parse_scales(text: str | None) -> tuple[float, ...]:
@@ -53,7 +65,7 @@ def parse_scales(text: str | None) -> tuple[float, ...]:
 class MultiScaleDataset(Dataset):
     """One item per image: the list of its test items at every scale."""
 
-    def __init__(self, datasets: list[TestDataset]) -> None:
+    def __init__(self, datasets: list[Dataset]) -> None:
         self.datasets = datasets
 
     def __len__(self) -> int:
@@ -71,79 +83,77 @@ def collate_scales(items: list[list[dict]]) -> list[dict[str, torch.Tensor]]:
 @dataclass
 class EvalResult:
     metrics: dict[str, float]
-    results: list[dict[str, Any]]  # COCO result format
+    results: list[dict[str, Any]]  # the task's result format (COCO for box and keypoint tasks)
+    headline: str = "AP"  # the scorer's headline metric
 
 
-def _loader(dataset, settings: EvalSettings, collate_fn=collate) -> DataLoader:
-    return DataLoader(dataset, batch_size=settings.batch_size, shuffle=False, collate_fn=collate_fn,
-                      num_workers=settings.num_workers)
+Model = Union[nn.Module, Runner, None]
 
 
-def run_detections(model: nn.Module | None, task: Task, source: DetectionSource, settings: EvalSettings,
-                   device: torch.device | str = "cpu", progress: bool = True) -> Iterable[tuple[int, torch.Tensor]]:
-    """Yield (image_id, [K, D] detections in image pixels) for every image of ``source``.
-
-    With ``settings.oracle`` non-empty, those maps come from the encoded ground truth (the error
-    analysis); with ``model=None`` every map does. With several ``settings.scales`` each scale is run
-    (with the flip test if set) and the detections are merged with soft-NMS (at most K rows per image).
-    """
-    oracle = set(settings.oracle)
-    if model is None:
-        oracle = set(task.heads())
+def _loader(source: DetectionSource, task: Task, settings: EvalSettings, oracle: bool) -> DataLoader:
     scales = tuple(settings.scales) or (1.0,)
-    train_geometry = bool(oracle) or settings.train_geometry
-    if train_geometry and scales != (1.0,):
-        raise ValueError("oracle evaluation runs at scale 1 only (no multi-scale test)")
-    if train_geometry:
+    if oracle or settings.train_geometry:
+        if scales != (1.0,):
+            raise ValueError("oracle evaluation runs at scale 1 only (no multi-scale test)")
         if settings.input_size is None:
             raise ValueError("oracle evaluation needs a fixed input size (not keep_res)")
-        dataset = TrainDataset(source, task, settings.input_size, settings.down_ratio, settings.mean,
-                               settings.std, augment=False)
-        loader = _loader(dataset, settings)
+        datasets: list[Dataset] = [TrainDataset(source, task, settings.input_size, settings.down_ratio,
+                                                settings.mean, settings.std, augment=False)]
     else:
         datasets = [TestDataset(source, settings.input_size, settings.down_ratio, settings.mean, settings.std,
-                                settings.pad, scale_factor=scale) for scale in scales]
-        loader = _loader(MultiScaleDataset(datasets), settings, collate_scales)
-    if model is not None:
+                                settings.pad, scale_factor=scale, meta_fn=task.sample_meta) for scale in scales]
+    return DataLoader(MultiScaleDataset(datasets), batch_size=settings.batch_size, shuffle=False,
+                      collate_fn=collate_scales, num_workers=settings.num_workers)
+
+
+def run_detections(model: Model, task: Task, source: DetectionSource, settings: EvalSettings,
+                   device: torch.device | str = "cpu", progress: bool = True
+                   ) -> Iterable[tuple[dict[str, Any], torch.Tensor]]:
+    """Yield (meta of the image, [M, D] final rows in image pixels) for every image of ``source``.
+
+    ``model`` is a module, a runner (images -> activated maps, e.g. an ONNX session) or None (every map from
+    the encoded ground truth). With ``settings.oracle`` non-empty, those maps come from the ground truth
+    (the error analysis). Several ``settings.scales`` are merged by the task (soft-NMS)."""
+    oracle = set(task.heads()) if model is None else set(settings.oracle)
+    if isinstance(model, nn.Module):
         model.eval()
-    for batches in tqdm(loader, desc="eval", disable=None if progress else True, leave=False):
-        per_scale = []
-        for batch in batches if isinstance(batches, list) else [batches]:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            maps: dict[str, torch.Tensor] = {}
-            if model is not None:
-                maps = infer_maps(model, task, batch["input"], flip=settings.flip)
-            if oracle:
-                truth = task.oracle_maps(batch)
-                maps.update({k: truth[k] for k in oracle if k in truth})
-            per_scale.append(detections(task, maps, batch["trans_inv"]))
-        for image_id, rows in zip(batch["image_id"].tolist(), merge_scales(task, per_scale)):
-            yield image_id, rows
+        runner: Runner | None = model_runner(model, task)
+    else:
+        runner = model
+    for passes in tqdm(_loader(source, task, settings, bool(oracle)), desc="eval",
+                       disable=None if progress else True, leave=False):
+        passes = [{k: v.to(device) for k, v in batch.items()} for batch in passes]
+        run = runner
+        if oracle:
+            truth = {k: v for k, v in task.oracle_maps(passes[0]).items() if k in oracle}
+            run = (lambda images: {**runner(images), **truth}) if runner is not None else (lambda images: truth)
+        rows, _ = predict_passes(run, task, passes, settings.flip and not oracle, settings.down_ratio)
+        for i, image_rows in enumerate(rows):
+            yield image_meta(passes[0], i, task.meta_keys), image_rows
 
 
-def score_results(task: Task, source: DetectionSource, results: list[dict[str, Any]],
-                  verbose: bool = False) -> dict[str, float]:
-    """COCO metrics of ``results`` for each of the task's iou types: the first unprefixed (AP, AP50, ...),
-    the others prefixed (e.g. ``bbox_AP`` for the boxes of a keypoint task)."""
-    gt = coco_ground_truth(source)
-    metrics: dict[str, float] = {}
-    for i, iou_type in enumerate(task.iou_types):
-        # pycocotools replaces a result's bbox by its keypoints' extent: box metrics get box-only results
-        typed = results if iou_type == "keypoints" else [
-            {k: v for k, v in r.items() if k != "keypoints"} for r in results]
-        scores = evaluate_coco(gt, typed, iou_type, verbose=verbose)
-        metrics.update(scores if i == 0 else {f"{iou_type}_{k}": v for k, v in scores.items()})
-    if isinstance(source, VocDetection) and "bbox" in task.iou_types:
-        metrics["voc_AP50"] = voc_ap(source, results)["mAP"]  # the VOC devkit's all-point AP at IoU 0.5
-    return metrics
+def image_meta(batch: dict[str, torch.Tensor], i: int, keys: Iterable[str]) -> dict[str, Any]:
+    """The metadata ``keys`` of image ``i`` of a batch as numpy values (what ``task.to_results`` / ``draw``
+    receive)."""
+    return {k: batch[k][i].cpu().numpy() for k in keys if k in batch}
 
 
-def evaluate(model: nn.Module | None, task: Task, source: DetectionSource, settings: EvalSettings | None = None,
-             device: torch.device | str = "cpu", progress: bool = True, verbose: bool = False) -> EvalResult:
-    """COCO metrics (AP, AP50, AP75, APs/m/l, AR) of ``model`` on ``source``."""
-    settings = settings or EvalSettings()
+def scorer_results(model: Model, task: Task, source: DetectionSource, settings: EvalSettings,
+                   device: torch.device | str = "cpu", progress: bool = True) -> list[dict[str, Any]]:
+    """The task's results (COCO format for box and keypoint tasks) of every image of ``source``."""
     cat_ids = category_ids(source)
     results: list[dict[str, Any]] = []
-    for image_id, rows in run_detections(model, task, source, settings, device, progress):
-        results += task.to_results(rows.float().cpu().numpy(), image_id, cat_ids)
-    return EvalResult(score_results(task, source, results, verbose), results)
+    for meta, rows in run_detections(model, task, source, settings, device, progress):
+        results += task.to_results(rows.float().cpu().numpy(), meta, cat_ids)
+    return results
+
+
+def evaluate(model: Model, task: Task, source: DetectionSource, settings: EvalSettings | None = None,
+             device: torch.device | str = "cpu", progress: bool = True, verbose: bool = False) -> EvalResult:
+    """Metrics of ``model`` (a module, a runner, or None for the ground truth) on ``source``, from the task's
+    scorer (COCO AP, AP50, ... for boxes; plus the data set's own, e.g. VOC AP50)."""
+    settings = settings or EvalSettings()
+    scorer = task.scorer(source)
+    results = scorer_results(model, task, source, settings, device, progress)
+    scorer.add(results)
+    return EvalResult(scorer.result(verbose), results, scorer.headline)

@@ -1,5 +1,6 @@
-"""The one inference path: network -> activation (+flip merge) -> decode -> image coordinates
-(-> multi-scale merge with soft-NMS)."""
+"""The one inference path, shared by the evaluator and the predictor: network (or any runner) -> activation
+(+ flip merge) -> decode -> image coordinates -> the task's post-processing with per-image meta -> the merge
+of test passes (scales, and flips for tasks that merge them as detections)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -7,12 +8,12 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..postprocess import merge_detections, to_image_coords
+from ..postprocess import to_image_coords
 from ..tasks.base import Task
-
 
 #: the output key of a runner that decodes by itself (an ONNX model exported with the decode in the graph)
 DETECTIONS = "detections"
+#: images [B, 3, H, W] -> activated maps of the last stack, or {DETECTIONS: [B, K, D]} in output-map pixels
 Runner = Callable[[Tensor], dict[str, Tensor]]
 
 
@@ -21,33 +22,62 @@ def model_runner(model: nn.Module, task: Task) -> Runner:
     return lambda images: task.activate(model(images)[-1])
 
 
+def image_rows(task: Task, rows: Tensor, meta: dict[str, Tensor]) -> Tensor:
+    """Rows [B, K, D] in output-map pixels -> image pixels (``meta["trans_inv"]`` [B, 2, 3]) -> the task's
+    post-processing with the rest of ``meta``."""
+    return task.postprocess(to_image_coords(rows, meta["trans_inv"], task.point_columns), meta)
+
+
+def detections(task: Task, maps: dict[str, Tensor], meta: dict[str, Tensor]) -> Tensor:
+    """[B, K, D] final rows in image pixels from activated maps and the batch's ``meta``."""
+    return image_rows(task, task.decode(maps), meta)
+
+
+def _rows(task: Task, maps: dict[str, Tensor]) -> Tensor:
+    """[B, K, D] rows in output-map pixels from activated maps, or from a decoding runner's output."""
+    return maps[DETECTIONS] if DETECTIONS in maps else task.decode(maps)
+
+
 @torch.no_grad()
-def run_maps(runner: Runner, task: Task, images: Tensor, flip: bool = False) -> dict[str, Tensor]:
-    """``runner``'s maps for ``images``; ``flip`` runs the mirrors in the same batch and merges them."""
+def run_pass(runner: Runner, task: Task, batch: dict[str, Tensor], flip: bool = False,
+             down_ratio: int = 4) -> tuple[list[Tensor], dict[str, Tensor] | None]:
+    """One test pass of a batch ({"input": [B, 3, H, W], "trans_inv": [B, 2, 3], meta...}).
+
+    Returns the rows in image pixels after the task's post-processing ([B, K, D]; two entries when the task
+    merges its flip test as detections) and the activated maps (None from a decoding runner)."""
+    images = batch["input"]
+    meta = {k: v for k, v in batch.items() if k != "input"}
+    if flip and task.flip_test is None:
+        raise ValueError(f"task {task.name!r} has no flip test")
     if not flip:
-        return runner(images)
-    maps = runner(torch.cat([images, torch.flip(images, dims=[3])]))
-    if DETECTIONS in maps:
-        raise ValueError("the flip test needs maps; this runner returns decoded detections "
-                         "(export without --decode)")
-    return task.merge_flip(maps)
+        maps = runner(images)
+        decoded = [_rows(task, maps)]
+    else:
+        b = images.shape[0]
+        maps = runner(torch.cat([images, torch.flip(images, dims=[3])]))
+        if task.flip_test == "maps":
+            if DETECTIONS in maps:
+                raise ValueError("the flip test needs maps; this runner returns decoded detections "
+                                 "(export without --decode)")
+            maps = task.merge_flip(maps)
+            decoded = [task.decode(maps)]
+        else:  # "detections": decode both halves, mirror the second back, merge like scales
+            rows = _rows(task, maps)
+            decoded = [rows[:b], task.unflip_rows(rows[b:], images.shape[-1] // down_ratio)]
+            maps = None if DETECTIONS in maps else {k: v[:b] for k, v in maps.items()}
+    out = [image_rows(task, r, meta) for r in decoded]
+    return out, (None if maps is None or DETECTIONS in maps else maps)
 
 
-def infer_maps(model: nn.Module, task: Task, images: Tensor, flip: bool = False) -> dict[str, Tensor]:
-    """Activated head maps of the last stack for ``images`` [B, 3, H, W]; ``flip`` averages the mirror."""
-    return run_maps(model_runner(model, task), task, images, flip)
-
-
-def detections(task: Task, maps: dict[str, Tensor], trans_inv: Tensor) -> Tensor:
-    """[B, K, D] detection rows in image pixels from activated maps and per-image ``trans_inv`` [B, 2, 3]."""
-    return to_image_coords(task.decode(maps), trans_inv, task.point_columns)
-
-
-def merge_scales(task: Task, per_scale: list[Tensor]) -> list[Tensor]:
-    """Detections of several test scales, each [B, K, D] in image pixels -> one [M, D] tensor per image.
-
-    One scale passes through unchanged; several are concatenated and merged per class with Gaussian
-    soft-NMS (sigma 0.5, drop below 0.001), keeping the top ``task.K`` over classes (SPEC 4)."""
-    if len(per_scale) == 1:
-        return list(per_scale[0])
-    return merge_detections(torch.cat(per_scale, dim=1), task.K, task.score_column, task.class_column)
+def predict_passes(runner: Runner, task: Task, passes: list[dict[str, Tensor]], flip: bool = False,
+                   down_ratio: int = 4) -> tuple[list[Tensor], dict[str, Tensor] | None]:
+    """Every pass (one per test scale) of the same images -> one [M, D] tensor per image (``task.merge``),
+    and the activated maps of the first pass."""
+    per_pass: list[Tensor] = []
+    first_maps = None
+    for i, batch in enumerate(passes):
+        rows, maps = run_pass(runner, task, batch, flip, down_ratio)
+        per_pass += rows
+        if i == 0:
+            first_maps = maps
+    return task.merge(per_pass), first_maps

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator, Mapping
 
 import cv2
 import numpy as np
@@ -16,11 +16,10 @@ from tqdm import tqdm
 from ..data.io import DataError, read_image
 from ..data.pipeline import test_item
 from ..data.transforms import prepare_test_image
-from ..postprocess import to_image_coords
 from ..tasks.base import Task
 from ..visualize import heatmap_overlay
-from .evaluator import EvalSettings
-from .inference import DETECTIONS, detections, merge_scales, model_runner, run_maps
+from .evaluator import EvalSettings, image_meta
+from .inference import Runner, model_runner, predict_passes
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -28,19 +27,20 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
 @dataclass
 class Prediction:
-    rows: np.ndarray  # [K, D] detection rows in image pixels
-    heat: np.ndarray | None  # [C, h, w] activated heatmap of the (first) test scale (None: decoding runner)
+    rows: np.ndarray  # [K, D] final detection rows in image pixels
+    heat: np.ndarray | None  # [C, h, w] the task's heatmap of the (first) test scale (None: decoding runner)
     trans_inv: np.ndarray  # [2, 3] output map -> image
+    meta: dict[str, Any] = field(default_factory=dict)  # the image's metadata (size, calibration, ...)
 
 
 class Predictor:
-    """Runs a model (or any ``runner``: images [B, 3, H, W] -> activated maps of the last stack, e.g.
-    :class:`centernet.export.onnx.OnnxRunner`) on single images. The flip test and the test scales of
+    """Runs a model (or any ``runner``: images [B, 3, H, W] -> activated maps of the last stack, e.g. an
+    ONNX session injected by the caller) on single images. The flip test and the test scales of
     ``settings`` are applied around the runner, so a runner never flips by itself."""
 
     def __init__(self, model: nn.Module | None, task: Task, settings: EvalSettings, class_names: list[str],
                  cat_ids: list[int] | None = None, device: str | torch.device = "cpu",
-                 runner: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None) -> None:
+                 runner: Runner | None = None) -> None:
         if model is None and runner is None:
             raise ValueError("Predictor needs a model or a runner")
         self.model = model.to(device).eval() if model is not None else None
@@ -49,57 +49,33 @@ class Predictor:
         self.cat_ids = cat_ids or list(range(1, task.num_classes + 1))
         self.runner = runner or model_runner(self.model, task)
 
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **overrides: Any) -> "Predictor":
-        from ..builders import eval_settings
-        from .checkpoint import load_checkpoint
-
-        cfg, model, task = load_checkpoint(path, device)
-        names = cfg.task.class_names or [str(i) for i in range(cfg.task.num_classes)]
-        return cls(model, task, eval_settings(cfg, **overrides), names, cfg.task.cat_ids or None, device)
-
-    @classmethod
-    def from_onnx(cls, path: str | Path, **overrides: Any) -> "Predictor":
-        """A predictor on onnxruntime from an exported ``.onnx`` file alone (its metadata holds the config)."""
-        from ..builders import eval_settings, task_from_config
-        from ..export.onnx import OnnxRunner
-
-        runner = OnnxRunner(path)
-        cfg = runner.config
-        task = task_from_config(cfg)
-        names = cfg.task.class_names or [str(i) for i in range(cfg.task.num_classes)]
-        return cls(None, task, eval_settings(cfg, **overrides), names, cfg.task.cat_ids or None, "cpu", runner)
-
-    def maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Activated maps of ``images`` [B, 3, H, W] through the runner, flip-merged if the settings ask.
-
-        A runner that decodes by itself (an ONNX model exported with ``decode=True``) returns
-        {"detections": [B, K, D]} in output-map pixels instead; it cannot do the flip test."""
-        return run_maps(self.runner, self.task, images, self.settings.flip)
-
-    def __call__(self, image: np.ndarray) -> Prediction:
+    def passes(self, image: np.ndarray, meta: Mapping[str, Any] | None = None) -> list[dict[str, torch.Tensor]]:
+        """One single-image batch per test scale: input, trans_inv and the image's meta (image size, plus
+        what the caller gives, e.g. {"calib": P2 [3, 4]})."""
         s = self.settings
         mean, std = np.array(s.mean, np.float32), np.array(s.std, np.float32)
-        per_scale, first = [], None
+        h, w = image.shape[:2]
+        base = {"image_id": np.int64(0), "image_size": np.array([w, h], np.float32)}
+        base.update({k: np.asarray(v, dtype=np.float32) for k, v in (meta or {}).items()})
+        out = []
         for scale in tuple(s.scales) or (1.0,):
             prepared = prepare_test_image(image, mean, std, s.input_size, s.pad, s.down_ratio, scale)
-            item = test_item(prepared, 0)
-            images = torch.from_numpy(item["input"]).unsqueeze(0).to(self.device)
-            trans_inv = torch.from_numpy(item["trans_inv"]).unsqueeze(0).to(self.device)
-            maps = self.maps(images)
-            if DETECTIONS in maps:  # decoded in the runner: only the mapping to the image is left
-                per_scale.append(to_image_coords(maps[DETECTIONS], trans_inv, self.task.point_columns))
-            else:
-                per_scale.append(detections(self.task, maps, trans_inv))
-            if first is None:
-                heat = maps["hm"][0].float().cpu().numpy() if "hm" in maps else None
-                first = (heat, item["trans_inv"])
-        rows = merge_scales(self.task, per_scale)[0]
-        return Prediction(rows.float().cpu().numpy(), first[0], first[1])
+            item = test_item(prepared, base)
+            out.append({k: torch.from_numpy(np.asarray(v))[None].to(self.device) for k, v in item.items()})
+        return out
+
+    def __call__(self, image: np.ndarray, meta: Mapping[str, Any] | None = None) -> Prediction:
+        """Detections on one BGR image; ``meta`` adds per-image data the task needs (e.g. ``calib``)."""
+        passes = self.passes(image, meta)
+        rows, maps = predict_passes(self.runner, self.task, passes, self.settings.flip, self.settings.down_ratio)
+        heat = self.task.heatmap(maps) if maps is not None else None
+        return Prediction(rows[0].float().cpu().numpy(),
+                          heat[0].float().cpu().numpy() if heat is not None else None,
+                          passes[0]["trans_inv"][0].cpu().numpy(), image_meta(passes[0], 0, [k for k in passes[0] if k not in ("input", "trans_inv")]))
 
     def draw(self, image: np.ndarray, pred: Prediction, score_thresh: float, heatmap: bool) -> np.ndarray:
         out = heatmap_overlay(image, pred.heat, pred.trans_inv) if heatmap and pred.heat is not None else image
-        return self.task.draw(out, pred.rows, self.class_names, score_thresh)
+        return self.task.draw(out, pred.rows, self.class_names, score_thresh, pred.meta)
 
     def run(self, source: str | Path, out_dir: str | Path, score_thresh: float = 0.3, heatmap: bool = False,
             progress: bool = True) -> dict[str, Any]:
@@ -116,7 +92,8 @@ class Predictor:
         for frame_id, (name, image) in enumerate(tqdm(frames, desc="predict", disable=None if progress else True,
                                                       total=getattr(frames, "total", None))):
             pred = self(image)
-            results += [dict(r, file_name=name) for r in self.task.to_results(pred.rows, frame_id, self.cat_ids)
+            meta = {**pred.meta, "image_id": frame_id}
+            results += [dict(r, file_name=name) for r in self.task.to_results(pred.rows, meta, self.cat_ids)
                         if r["score"] >= score_thresh]
             drawn = self.draw(image, pred, score_thresh, heatmap)
             if frames.video:

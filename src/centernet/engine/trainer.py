@@ -13,14 +13,13 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from ..builders import eval_settings, train_dataset
 from ..config import ExperimentConfig
-from ..data.pipeline import collate
+from ..data.pipeline import TrainDataset, collate
 from ..data.sample import DetectionSource
 from ..tasks.base import Task
 from . import distributed as dist_utils
 from .checkpoint import read_checkpoint, save_checkpoint, unwrap
-from .evaluator import evaluate
+from .evaluator import EvalSettings
 
 
 def resolve_device(name: str) -> torch.device:
@@ -29,9 +28,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def train_dataset(cfg: ExperimentConfig, source: DetectionSource, task: Task) -> TrainDataset:
+    """The augmented training set of a configuration."""
+    d = cfg.data
+    return TrainDataset(source, task, d.input_size, d.down_ratio, d.mean, d.std, augment=True,
+                        random_crop=d.random_crop, scale_jitter=d.scale_jitter, shift_jitter=d.shift_jitter,
+                        flip_prob=d.flip_prob, color=d.color_aug, seed=cfg.train.seed)
+
+
 class Trainer:
     """Trains ``model`` for ``task`` on ``train_source``; evaluates on ``val_source`` every
-    ``cfg.train.val_interval`` epochs, keeping ``last.pth`` and ``best.pth`` (by AP) in ``out_dir``."""
+    ``cfg.train.val_interval`` epochs, keeping ``last.pth`` and ``best.pth`` (by the scorer's headline metric,
+    e.g. AP) in ``out_dir``."""
 
     def __init__(self, cfg: ExperimentConfig, model: nn.Module, task: Task, train_source: DetectionSource,
                  val_source: DetectionSource | None = None, progress: bool = True) -> None:
@@ -57,6 +65,7 @@ class Trainer:
         self.amp = t.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.dataset = train_dataset(cfg, train_source, task)
+        self.headline = "AP"  # the scorer's headline metric, known after the first validation
         if t.batch_size % self.world:
             raise ValueError(f"batch size {t.batch_size} is not divisible by {self.world} processes")
         self.per_rank_batch = t.batch_size // self.world
@@ -139,11 +148,12 @@ class Trainer:
         return means
 
     def validate(self) -> dict[str, float]:
-        """COCO metrics on the validation source (each rank scores a shard; rank 0 merges)."""
-        settings = eval_settings(self.cfg, batch_size=1)
+        """The task scorer's metrics on the validation source (each rank scores a shard; rank 0 merges)."""
+        settings = EvalSettings.from_config(self.cfg, batch_size=1)
         model = unwrap(self.model)
-        return dist_utils.evaluate_sharded(evaluate, model, self.task, self.val_source, settings, self.device,
-                                           progress=self.progress)
+        metrics, self.headline = dist_utils.evaluate_sharded(model, self.task, self.val_source, settings,
+                                                             self.device, progress=self.progress)
+        return metrics
 
     def fit(self) -> dict[str, Any]:
         t = self.cfg.train
@@ -159,8 +169,9 @@ class Trainer:
             if self.val_source is not None and t.val_interval and (self.epoch % t.val_interval == 0 or last):
                 metrics = self.validate()
                 record.update({f"val_{k}": v for k, v in metrics.items()})
-                if metrics["AP"] > self.best:
-                    self.best = metrics["AP"]
+                score = metrics.get(self.headline, -math.inf)
+                if score > self.best:
+                    self.best = score
                     self.save("best.pth")
             self.history.append(record)
             self._log(record)

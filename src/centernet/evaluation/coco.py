@@ -4,13 +4,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 from typing import Any
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ..data.convert import to_coco_dict
 from ..data.sample import DetectionSource
 
 BOX_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -18,11 +18,7 @@ BOX_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"
 
 def coco_ground_truth(source: DetectionSource) -> COCO:
     """A pycocotools COCO object of the source's annotations (its json file when it has one)."""
-    if hasattr(source, "to_coco_dict"):
-        data = source.to_coco_dict()
-    else:
-        with open(source.ann_file) as f:
-            data = json.load(f)
+    data = source.to_coco_dict() if hasattr(source, "to_coco_dict") else to_coco_dict(source)
     gt = COCO()
     gt.dataset = copy.deepcopy(data)
     with contextlib.redirect_stdout(io.StringIO()):

@@ -4,7 +4,7 @@ The exported graph takes normalised images ``input`` [B, 3, H, W] and returns ei
 the last stack (``task.activate``: one output per map, e.g. hm / wh / reg, each [B, n, H/R, W/R]) or, with
 ``decode=True``, the detection rows ``detections`` [B, K, D] in output-map pixels (``task.decode`` in the
 graph, K fixed). The checkpoint's configuration is stored as metadata, so :class:`OnnxRunner` (and
-``Predictor.from_onnx``) need only the ``.onnx`` file. The batch axis is always dynamic; ``dynamic=True``
+:func:`onnx_predictor`) need only the ``.onnx`` file. The batch axis is always dynamic; ``dynamic=True``
 also frees H and W (they must stay multiples of the backbone's stride).
 """
 from __future__ import annotations
@@ -95,7 +95,7 @@ def export_onnx(model: nn.Module, task: Task, cfg: ExperimentConfig, path: str |
 
 def export_checkpoint(checkpoint: str | Path, path: str | Path, **options: Any) -> Path:
     """Export a centernet checkpoint (see :func:`export_onnx` for ``options``)."""
-    from ..engine.checkpoint import load_checkpoint
+    from ..builders import load_checkpoint
 
     cfg, model, task = load_checkpoint(checkpoint, "cpu")
     return export_onnx(model, task, cfg, path, **options)
@@ -163,3 +163,11 @@ class OnnxRunner:
         feed = {INPUT_NAME: np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)}
         outputs = self.session.run(self.output_names, feed)
         return {name: torch.from_numpy(out).to(images.device) for name, out in zip(self.output_names, outputs)}
+
+
+def onnx_predictor(path: str | Path, **overrides: Any):
+    """A predictor on onnxruntime from an exported ``.onnx`` file alone (its metadata holds the config)."""
+    from ..builders import predictor_for_runner
+
+    runner = OnnxRunner(path)
+    return predictor_for_runner(runner, runner.config, **overrides)

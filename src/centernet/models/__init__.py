@@ -5,6 +5,7 @@ from typing import Callable
 
 from ..registry import Registry
 from .detector import CenterNet
+from .heads import Branch, HeadSpec, HeadsArg, as_specs
 
 # arch name -> builder(heads, head_conv) -> CenterNet
 ARCHS: Registry[Callable[..., CenterNet]] = Registry("architecture")
@@ -23,15 +24,16 @@ def register_arch(name: str, head_conv: int, input_multiple: int = 32):
     return add
 
 
-def build_model(arch: str, heads: dict[str, int], head_conv: int | None = None) -> CenterNet:
-    """Build ``arch`` (see ``ARCHS.names()``) with ``heads`` ({name: channels}).
+def build_model(arch: str, heads: HeadsArg, head_conv: int | None = None) -> CenterNet:
+    """Build ``arch`` (see ``ARCHS.names()``) with ``heads``: :class:`HeadSpec` s from a task, or plain
+    {name: channels} (no prior, no branch; ``centernet.build_model`` resolves names through the tasks).
 
     The model's forward returns a list with one {head: [B, n, H/4, W/4]} dict per stack.
     """
     builder = ARCHS.get(arch)
     if head_conv is None:
         head_conv = DEFAULT_HEAD_CONV[arch]
-    model = builder(heads=dict(heads), head_conv=head_conv)
+    model = builder(heads=as_specs(heads), head_conv=head_conv)
     model.arch = arch
     return model
 

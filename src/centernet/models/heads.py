@@ -1,13 +1,51 @@
-"""Prediction heads: conv3x3 -> ReLU -> conv1x1 per output map, with the CenterNet initialisation."""
+"""Prediction heads: conv3x3 -> ReLU -> conv1x1 per output map, with the CenterNet initialisation.
+
+A task declares its heads as :class:`HeadSpec` s (name, channels, initial prior, optional shared branch);
+this module builds them without knowing what any head means.
+"""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Union
 
 from torch import Tensor, nn
 
 HEATMAP_PRIOR = 0.1  # initial foreground probability of every heatmap pixel (SPEC 3)
-# Heads whose last bias starts at the prior logit; every other head starts near zero.
-HEATMAP_HEADS = ("hm", "hm_hp", "tl_heat", "br_heat")
+HEAD_INIT_STD = 0.001  # std of the last conv of non-heatmap heads (the original's fill_fc_weights)
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A module between the neck and some heads (e.g. CornerNet's corner pooling); heads naming the same
+    branch share one instance per stack. ``factory(in_channels)`` maps [B, C, h, w] -> [B, C, h, w]."""
+
+    name: str
+    factory: Callable[[int], nn.Module]
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One output map: ``channels`` maps; ``prior`` sets the last bias so sigmoid(bias) == prior (heatmaps),
+    None initialises it near zero; ``branch`` is the shared module it reads from (None: the neck)."""
+
+    name: str
+    channels: int
+    prior: float | None = None
+    branch: Branch | None = None
+
+
+HeadsArg = Union[Mapping[str, int], Mapping[str, HeadSpec], Sequence[HeadSpec]]
+
+
+def as_specs(heads: HeadsArg) -> list[HeadSpec]:
+    """Normalise ``heads``: HeadSpecs (a list or a {name: spec} dict) or plain {name: channels} (no prior,
+    no branch)."""
+    if isinstance(heads, Mapping):
+        values = list(heads.items())
+        return [v if isinstance(v, HeadSpec) else HeadSpec(name, int(v)) for name, v in values]
+    return list(heads)
 
 
 def prior_bias(prior: float = HEATMAP_PRIOR) -> float:
@@ -15,7 +53,7 @@ def prior_bias(prior: float = HEATMAP_PRIOR) -> float:
     return -math.log((1 - prior) / prior)
 
 
-def make_head(in_channels: int, out_channels: int, head_conv: int, heatmap: bool) -> nn.Sequential:
+def make_head(in_channels: int, out_channels: int, head_conv: int, prior: float | None) -> nn.Sequential:
     """One head. ``head_conv <= 0`` gives a single 1x1 conv (as the original does)."""
     if head_conv > 0:
         head = nn.Sequential(
@@ -26,21 +64,32 @@ def make_head(in_channels: int, out_channels: int, head_conv: int, heatmap: bool
     else:
         head = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=True))
     last = head[-1]
-    if heatmap:
-        nn.init.constant_(last.bias, prior_bias())
+    if prior is not None:
+        nn.init.constant_(last.bias, prior_bias(prior))
     else:
-        nn.init.normal_(last.weight, std=0.001)
+        nn.init.normal_(last.weight, std=HEAD_INIT_STD)
         nn.init.zeros_(last.bias)
     return head
 
 
 class Heads(nn.ModuleDict):
-    """All heads of one stack: maps a [B, C, H/4, W/4] feature to {name: [B, n, H/4, W/4]}."""
+    """All heads of one stack, keyed by name: {name: [B, n, H/4, W/4]} from the neck's [B, C, H/4, W/4]
+    feature, or from the output of the head's branch."""
 
-    def __init__(self, in_channels: int, heads: dict[str, int], head_conv: int) -> None:
-        super().__init__(
-            {name: make_head(in_channels, n, head_conv, name in HEATMAP_HEADS) for name, n in heads.items()}
-        )
+    def __init__(self, in_channels: int, heads: HeadsArg, head_conv: int) -> None:
+        specs = as_specs(heads)
+        super().__init__({s.name: make_head(in_channels, s.channels, head_conv, s.prior) for s in specs})
+        self.sources = {s.name: s.branch.name if s.branch else None for s in specs}  # plain dict: no module
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return {name: head(x) for name, head in self.items()}
+    def forward(self, x: Tensor, branched: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        branched = branched or {}
+        return {name: head(branched[self.sources[name]] if self.sources[name] else x) for name, head in self.items()}
+
+
+def make_branches(in_channels: int, heads: HeadsArg) -> nn.ModuleDict:
+    """One module per distinct branch of ``heads`` (empty when no head has one)."""
+    branches: dict[str, nn.Module] = {}
+    for spec in as_specs(heads):
+        if spec.branch is not None and spec.branch.name not in branches:
+            branches[spec.branch.name] = spec.branch.factory(in_channels)
+    return nn.ModuleDict(branches)

@@ -6,12 +6,13 @@ from .backbones.dla import DLA
 from .backbones.hourglass import Hourglass, IdentityNeck
 from .backbones.resnet import ResNet
 from .detector import CenterNet
+from .heads import HeadsArg
 from .necks.deconv import DeconvNeck
 from .necks.dla_up import DLAUpNeck
 
 
 def _resnet(depth: int, dcn: bool):
-    def build(heads: dict[str, int], head_conv: int) -> CenterNet:
+    def build(heads: HeadsArg, head_conv: int) -> CenterNet:
         backbone = ResNet(depth)
         channels = (256, 128, 64) if dcn else (256, 256, 256)
         return CenterNet(backbone, DeconvNeck(backbone.channels[-1], channels, dcn=dcn), heads, head_conv)
@@ -25,26 +26,26 @@ for _depth in (18, 34, 50, 101, 152):
 
 
 @register_arch("dla_34", head_conv=256)
-def _dla_34(heads: dict[str, int], head_conv: int) -> CenterNet:
+def _dla_34(heads: HeadsArg, head_conv: int) -> CenterNet:
     backbone = DLA(34)
     return CenterNet(backbone, DLAUpNeck(backbone.channels, backbone.strides, out_stride=4), heads, head_conv)
 
 
 @register_arch("hourglass", head_conv=256, input_multiple=128)
-def _hourglass(heads: dict[str, int], head_conv: int) -> CenterNet:
+def _hourglass(heads: HeadsArg, head_conv: int) -> CenterNet:
     backbone = Hourglass(num_stacks=2)
     return CenterNet(backbone, IdentityNeck(backbone.channels[-1]), heads, head_conv, num_stacks=backbone.num_stacks)
 
 
 @register_arch("resdcn_18_half", head_conv=64)
-def _resdcn_18_half(heads: dict[str, int], head_conv: int) -> CenterNet:
+def _resdcn_18_half(heads: HeadsArg, head_conv: int) -> CenterNet:
     """ResNet-18 at half width with a DCN neck (128, 64, 64): 3.8M parameters, for CPU demos and tests."""
     backbone = ResNet(18, base_width=32)
     return CenterNet(backbone, DeconvNeck(backbone.channels[-1], (128, 64, 64), dcn=True), heads, head_conv)
 
 
 @register_arch("dla_tiny", head_conv=32)
-def _dla_tiny(heads: dict[str, int], head_conv: int) -> CenterNet:
+def _dla_tiny(heads: HeadsArg, head_conv: int) -> CenterNet:
     """DLA-34's structure at a quarter of its width (1.3M parameters): learns fast from scratch on a CPU,
     because its IDA up-sampling keeps the fine levels that a ResNet's deconv neck must rebuild."""
     backbone = DLA(34, channels=[8, 8, 16, 32, 64, 128])
@@ -52,7 +53,7 @@ def _dla_tiny(heads: dict[str, int], head_conv: int) -> CenterNet:
 
 
 @register_arch("resdcn_18_tiny", head_conv=16)
-def _resdcn_18_tiny(heads: dict[str, int], head_conv: int) -> CenterNet:
+def _resdcn_18_tiny(heads: HeadsArg, head_conv: int) -> CenterNet:
     """ResNet-18 at 1/8 width with a DCN neck (32, 16, 16): 0.2M parameters, for fast tests and smoke runs."""
     backbone = ResNet(18, base_width=8)
     return CenterNet(backbone, DeconvNeck(backbone.channels[-1], (32, 16, 16), dcn=True), heads, head_conv)

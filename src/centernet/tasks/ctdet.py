@@ -58,8 +58,21 @@ def scatter_at(values: Tensor, ind: Tensor, mask: Tensor, h: int, w: int) -> Ten
     return out[:, :, : h * w].reshape(b, c, h, w)
 
 
+#: the paper's error analysis (Table 5): AP with the ground truth substituted for some maps
+CENTER_ANALYSIS_ROWS = (
+    ("none", frozenset()),
+    ("size (wh)", frozenset({"wh"})),
+    ("heatmap (hm)", frozenset({"hm"})),
+    ("hm + wh", frozenset({"hm", "wh"})),
+    ("hm + wh + reg", frozenset({"hm", "wh", "reg"})),
+)
+
+
 class CtdetTask(Task):
     name = "ctdet"
+    heatmap_heads = ("hm",)
+    analysis_rows = CENTER_ANALYSIS_ROWS
+    oracle_preset = "ctdet_resdcn18_coco"
 
     def __init__(self, num_classes: int, weights: dict[str, float] | None = None, max_objects: int = 128,
                  max_detections: int = 100, radius_variant: str = "centernet", min_overlap: float = 0.7,
@@ -69,7 +82,11 @@ class CtdetTask(Task):
         self.min_overlap = min_overlap
         self.reg_offset = reg_offset
 
-    def heads(self) -> dict[str, int]:
+    @classmethod
+    def suits(cls, source) -> bool:
+        return True  # any box data set
+
+    def head_channels(self) -> dict[str, int]:
         heads = {"hm": self.num_classes, "wh": 2}
         if self.reg_offset:
             heads["reg"] = 2

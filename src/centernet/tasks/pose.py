@@ -18,34 +18,21 @@ offset as the original does. COCO's keypoint metric ignores such people, so dete
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Mapping
 
 import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.sample import Sample
+from ..data.keypoints import COCO_FLIP_PAIRS, COCO_KEYPOINT_NAMES, COCO_LIMBS, NUM_JOINTS  # noqa: F401
+from ..data.sample import DetectionSource, Sample
 from ..decode import boxes_at, gather_feat, peaks, topk
 from ..losses import focal_loss, reg_l1_loss
 from ..targets import draw_gaussian
 from ..visualize import draw_detections, draw_skeletons
 from .base import Task, flip_lr
-from .ctdet import encode_centers, scatter_at
-
-COCO_KEYPOINT_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)
-NUM_JOINTS = len(COCO_KEYPOINT_NAMES)
-# Left/right joint pairs swapped by a horizontal flip.
-COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
-# The COCO skeleton (0-based; the json's ``skeleton`` is 1-based).
-COCO_LIMBS = (
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9),
-    (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
-)
+from .ctdet import CENTER_ANALYSIS_ROWS, encode_centers, scatter_at
 
 JOINT_COLUMN = 6  # first joint coordinate column of a row
 JOINT_SCORE_COLUMN = JOINT_COLUMN + 2 * NUM_JOINTS  # 40: first joint confidence column
@@ -156,6 +143,10 @@ class MultiPoseTask(Task):
     flip_pairs = COCO_FLIP_PAIRS
     iou_types = ("keypoints", "bbox")
     limbs = COCO_LIMBS
+    heatmap_heads = ("hm", "hm_hp")
+    data_options = {"keypoints": True}
+    analysis_rows = CENTER_ANALYSIS_ROWS
+    oracle_preset = "multi_pose_dla34_coco_1x"
 
     def __init__(self, num_classes: int = 1, weights: dict[str, float] | None = None, max_objects: int = 32,
                  max_detections: int = 100, radius_variant: str = "centernet", min_overlap: float = 0.7,
@@ -169,7 +160,11 @@ class MultiPoseTask(Task):
         self.min_overlap = min_overlap
         self.empty_person = empty_person
 
-    def heads(self) -> dict[str, int]:
+    @classmethod
+    def suits(cls, source: DetectionSource) -> bool:
+        return bool(getattr(source, "keypoint_names", None))
+
+    def head_channels(self) -> dict[str, int]:
         return {"hm": 1, "wh": 2, "hps": 2 * NUM_JOINTS, "reg": 2, "hm_hp": NUM_JOINTS, "hp_offset": 2}
 
     def default_weights(self) -> dict[str, float]:
@@ -263,7 +258,7 @@ class MultiPoseTask(Task):
         }
 
     # -- output ----------------------------------------------------------------------------------------------
-    def to_results(self, rows: np.ndarray, image_id: int, cat_ids: list[int]) -> list[dict]:
+    def to_results(self, rows: np.ndarray, meta: Mapping[str, Any], cat_ids: list[int]) -> list[dict]:
         """COCO keypoint results: ``keypoints`` [x, y, confidence] * 17, ``bbox`` xywh, ``score``."""
         results = []
         for row in rows.tolist():
@@ -273,12 +268,13 @@ class MultiPoseTask(Task):
             keypoints = []
             for joint in range(NUM_JOINTS):
                 keypoints += [round(xy[2 * joint], 2), round(xy[2 * joint + 1], 2), round(conf[joint], 4)]
-            results.append({"image_id": int(image_id), "category_id": cat_ids[int(cls)],
+            results.append({"image_id": int(meta["image_id"]), "category_id": cat_ids[int(cls)],
                             "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
                             "score": round(score, 5), "keypoints": keypoints})
         return results
 
-    def draw(self, image: np.ndarray, rows: np.ndarray, class_names: list[str], score_thresh: float) -> np.ndarray:
+    def draw(self, image: np.ndarray, rows: np.ndarray, class_names: list[str], score_thresh: float,
+             meta: Mapping[str, Any] | None = None) -> np.ndarray:
         """Boxes and skeletons of people above ``score_thresh``; joints coloured (red -> green) and sized by
         their confidence."""
         people = rows[rows[:, 4] >= score_thresh]

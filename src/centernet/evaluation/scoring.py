@@ -1,0 +1,113 @@
+"""The scorer protocol: accumulate a task's per-image results, then compute metrics.
+
+A scorer's state is its list of results, so sharded evaluation gathers every rank's list through the same
+protocol (:meth:`Scorer.state` / :meth:`Scorer.merge`) and rank 0 computes. ``headline`` names the metric
+that decides the best checkpoint.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Sequence
+
+from ..data.sample import DetectionSource
+from ..registry import Registry
+
+
+class Scorer:
+    """Base: collects result dicts (each carries its ``image_id``); subclasses implement :meth:`result`."""
+
+    headline: str = "AP"
+
+    def __init__(self) -> None:
+        self.results: list[dict[str, Any]] = []
+
+    def add(self, results: Iterable[dict[str, Any]]) -> None:
+        """The results of one or more images."""
+        self.results.extend(results)
+
+    def state(self) -> list[dict[str, Any]]:
+        """A picklable partial state (for gathering across processes)."""
+        return self.results
+
+    def merge(self, states: Sequence[list[dict[str, Any]]]) -> None:
+        """Add other scorers' states (rank 0 after a gather)."""
+        for state in states:
+            self.results.extend(state)
+
+    def result(self, verbose: bool = False) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class CocoScorer(Scorer):
+    """pycocotools metrics for each iou type: the first unprefixed (AP, AP50, ...), the others prefixed
+    (e.g. ``bbox_AP`` for the boxes of a keypoint task)."""
+
+    def __init__(self, source: DetectionSource, iou_types: Sequence[str] = ("bbox",)) -> None:
+        super().__init__()
+        self.source, self.iou_types = source, tuple(iou_types)
+
+    def result(self, verbose: bool = False) -> dict[str, float]:
+        from .coco import coco_ground_truth, evaluate_coco
+
+        gt = coco_ground_truth(self.source)
+        metrics: dict[str, float] = {}
+        for i, iou_type in enumerate(self.iou_types):
+            # pycocotools replaces a result's bbox by its keypoints' extent: box metrics get box-only results
+            typed = self.results if iou_type == "keypoints" else [
+                {k: v for k, v in r.items() if k != "keypoints"} for r in self.results]
+            scores = evaluate_coco(gt, typed, iou_type, verbose=verbose)
+            metrics.update(scores if i == 0 else {f"{iou_type}_{k}": v for k, v in scores.items()})
+        return metrics
+
+
+class VocScorer(Scorer):
+    """The VOC devkit's all-point AP at IoU 0.5 (``voc_AP50``), "difficult" objects ignored."""
+
+    headline = "voc_AP50"
+
+    def __init__(self, source: DetectionSource) -> None:
+        super().__init__()
+        self.source = source
+
+    def result(self, verbose: bool = False) -> dict[str, float]:
+        from .voc import voc_ap
+
+        return {"voc_AP50": voc_ap(self.source, self.results)["mAP"]}
+
+
+class Scorers(Scorer):
+    """Several scorers over the same results; the first one's headline leads."""
+
+    def __init__(self, scorers: Sequence[Scorer]) -> None:
+        super().__init__()
+        self.scorers = list(scorers)
+        self.headline = self.scorers[0].headline
+
+    def add(self, results: Iterable[dict[str, Any]]) -> None:
+        results = list(results)
+        for scorer in self.scorers:
+            scorer.add(results)
+
+    def state(self) -> list[dict[str, Any]]:
+        return self.scorers[0].state()
+
+    def merge(self, states: Sequence[list[dict[str, Any]]]) -> None:
+        for scorer in self.scorers:
+            scorer.merge(states)
+
+    def result(self, verbose: bool = False) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for scorer in self.scorers:
+            metrics.update(scorer.result(verbose))
+        return metrics
+
+
+#: scorers a data set asks for by name (``DetectionSource.extra_scorers``), e.g. "voc"
+SCORERS: Registry[Callable[[DetectionSource], Scorer]] = Registry("scorer")
+SCORERS.register("voc")(VocScorer)
+
+
+def default_scorer(source: DetectionSource, iou_types: Sequence[str]) -> Scorer:
+    """COCO metrics of ``iou_types`` plus the scorers the data set names (VOC: its AP50)."""
+    extra = [SCORERS.get(name)(source) for name in getattr(source, "extra_scorers", ())]
+    coco = CocoScorer(source, iou_types)
+    return Scorers([coco, *extra]) if extra else coco

@@ -1,0 +1,122 @@
+"""The package's layers import downwards only, and its modules form no import cycle (read with ast, lazy
+imports inside functions included)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "centernet"
+
+# subpackage or top-level module -> the parts of the package it must never import
+FORBIDDEN = {
+    "models": {"tasks", "data", "engine", "evaluation", "export", "builders", "cli", "demo", "presets"},
+    "data": {"tasks", "engine", "evaluation", "export", "builders", "cli", "demo", "models"},
+    "evaluation": {"tasks", "engine", "export", "builders", "cli", "demo", "models"},
+    "tasks": {"engine", "export", "builders", "cli", "demo"},
+    "engine": {"export", "builders", "cli", "demo"},
+    "export": {"cli", "demo"},
+    "builders": {"export", "cli", "demo"},
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of the centernet modules ``path`` imports (anywhere in the file)."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("centernet")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("centernet"):
+                found.add(target)
+                found |= {f"{target}.{alias.name}" for alias in node.names}  # "from . import zoo"
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: {m for m in _imports(path) if m in files} for name, path in files.items()}
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_layers_import_downwards_only():
+    bad = []
+    for module, targets in _graph().items():
+        for target in targets:
+            if _part(target) in FORBIDDEN.get(_part(module), set()):
+                bad.append(f"{module} -> {target}")
+    assert not bad, "layering violations:\n" + "\n".join(sorted(bad))
+
+
+def test_no_import_cycles_between_modules():
+    graph = _graph()
+    # a package's __init__ re-exporting its own modules is not a cycle between concepts
+    edges = {m: {t for t in ts if t != m and not (t.startswith(m + ".") and PACKAGE.joinpath(*m.split(".")[1:], "__init__.py").exists())}
+             for m, ts in graph.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                cycle = visit(nxt)
+                if cycle:
+                    return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state:
+            cycle = visit(node)
+            assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
+    """The reader must catch an import inside a function, relative or absolute."""
+    probe = PACKAGE / "models" / "_probe_layering.py"
+    probe.write_text("def f():\n    from ..tasks import base\n    import centernet.engine.trainer\n")
+    try:
+        found = _imports(probe)
+    finally:
+        probe.unlink()
+    assert {"centernet.tasks", "centernet.tasks.base", "centernet.engine.trainer"} <= found
+
+
+def test_no_task_names_outside_tasks():
+    """engine/, cli.py and builders.py never switch on a task's name."""
+    names = ("ctdet", "multi_pose", "ddd", "cornernet")
+    offenders = []
+    for path in [*PACKAGE.joinpath("engine").rglob("*.py"), PACKAGE / "cli.py", PACKAGE / "builders.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+                offenders.append(f"{path.name}: {node.value!r}")
+    assert not offenders, offenders
+
+
+if __name__ == "__main__":  # pragma: no cover
+    pytest.main([__file__])
