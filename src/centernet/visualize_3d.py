@@ -1,8 +1,6 @@
 """Pictures of 3D boxes: projected wire boxes on the image and a bird's-eye view (numpy / OpenCV)."""
 from __future__ import annotations
 
-from typing import Sequence
-
 import cv2
 import numpy as np
 
