@@ -41,7 +41,7 @@ def naive_pool(x: torch.Tensor, direction: str) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
-@pytest.mark.parametrize("method", ["cummax", "doubling"])
+@pytest.mark.parametrize("method", ["auto", "cummax", "scan", "doubling"])
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 2, 1, 9), (1, 1, 16, 1), (1, 2, 13, 11)])
 def test_pool_matches_the_definition(direction: str, method: str, shape: tuple[int, ...]) -> None:
     x = torch.randn(shape, generator=torch.Generator().manual_seed(hash((direction, shape)) % 1000))
@@ -64,7 +64,7 @@ def test_top_pool_example() -> None:
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
-@pytest.mark.parametrize("method", ["cummax", "doubling"])
+@pytest.mark.parametrize("method", ["cummax", "scan", "doubling"])
 def test_gradient_matches_the_naive_pool(direction: str, method: str) -> None:
     x = torch.randn(2, 2, 5, 6, dtype=torch.float64)  # continuous values: no ties
     weight = torch.randn_like(x)
@@ -75,16 +75,31 @@ def test_gradient_matches_the_naive_pool(direction: str, method: str) -> None:
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
-def test_gradcheck_cummax(direction: str) -> None:
+@pytest.mark.parametrize("method", ["cummax", "scan"])
+def test_gradcheck(direction: str, method: str) -> None:
     x = torch.randn(1, 2, 4, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: corner_pool(t, direction, "cummax"), (x,))
+    assert torch.autograd.gradcheck(lambda t: corner_pool(t, direction, method), (x,))
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_scan_gradient_with_ties_goes_to_one_of_them(direction: str) -> None:
+    # ReLU'd features tie at 0 (and may tie at a max): each output's gradient lands on exactly one input of
+    # its window that holds the max (so the total is conserved, and only pixels equal to their own pooled
+    # value, i.e. maxima of some window, receive any)
+    x = torch.tensor([[0.0, 2.0, 2.0, 0.0], [1.0, 0.0, 1.0, 3.0]]).reshape(1, 1, 2, 4)
+    if direction in ("top", "bottom"):
+        x = x.transpose(2, 3).contiguous()
+    leaf = x.clone().requires_grad_()
+    corner_pool(leaf, direction, "scan").sum().backward()
+    assert leaf.grad.sum().item() == x.numel()
+    assert (leaf.grad[x != naive_pool(x, direction)] == 0).all()
 
 
 def test_bad_arguments_raise() -> None:
     with pytest.raises(ValueError, match="direction"):
         corner_pool(torch.zeros(1, 1, 2, 2), "up")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="method"):
-        corner_pool(torch.zeros(1, 1, 2, 2), "top", "scan")  # type: ignore[arg-type]
+        corner_pool(torch.zeros(1, 1, 2, 2), "top", "loop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="B, C, H, W"):
         corner_pool(torch.zeros(2, 2), "top")
     with pytest.raises(ValueError, match="two directions"):
