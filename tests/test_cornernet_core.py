@@ -187,7 +187,8 @@ def test_offset_loss_is_smooth_l1_per_object() -> None:
 def test_corner_terms_vanish_on_perfect_embeddings_and_offsets() -> None:
     batch = _batch(_encode(), _encode(BOXES[:1], LABELS[:1]))
     maps = cornernet_oracle_maps(batch)
-    output = {**maps, "tl_heat": torch.randn(2, CLASSES, OUT_H, OUT_W), "br_heat": torch.randn(2, CLASSES, OUT_H, OUT_W)}
+    heat_logits = torch.randn(2, 2, CLASSES, OUT_H, OUT_W)
+    output = {**maps, "tl_heat": heat_logits[0], "br_heat": heat_logits[1]}
     terms = corner_terms(output, batch)
     assert set(terms) == {"heat", "pull", "push", "regr"}
     assert terms["pull"].item() == 0 and terms["push"].item() == 0 and terms["regr"].item() == 0
@@ -223,6 +224,9 @@ def test_decode_hand_example() -> None:
     assert not ((rows[0, :, 0] == 3) & (rows[0, :, 4] > 0.4)).any()  # nothing from the suppressed neighbour
     # K * K < num_dets: as many rows as pairs
     assert _decode(m, K=3, num_dets=1000).shape == (1, 9, 6)
+    # without offset heads the corners sit on the integer positions
+    plain = decode_cornernet(m["tl_heat"], m["br_heat"], m["tl_tag"], m["br_tag"], None, None, K=10, num_dets=20)
+    torch.testing.assert_close(plain[0, 0], torch.tensor([2.0, 3.0, 8.0, 9.0, 0.8, 1.0]))
 
 
 def _pair(breaker: str | None) -> dict[str, torch.Tensor]:
