@@ -1,4 +1,4 @@
-"""Data sets: COCO, PASCAL VOC and YOLO readers producing :class:`Sample` s, and a synthetic generator."""
+"""Data sets: COCO, PASCAL VOC, YOLO and KITTI readers producing :class:`Sample` s, and a synthetic generator."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,13 +7,14 @@ from typing import Any
 from .coco import CocoDetection
 from .convert import to_coco_dict
 from .io import DataError, read_image
+from .kitti import KittiDetection
 from .sample import DetectionSource, Sample
 from .synthetic import make_synthetic_dataset
 from .voc import VocDetection
 from .yolo import IMAGE_EXTENSIONS, YoloDetection
 
 __all__ = [
-    "Sample", "DetectionSource", "CocoDetection", "VocDetection", "YoloDetection", "make_synthetic_dataset",
+    "Sample", "DetectionSource", "CocoDetection", "VocDetection", "YoloDetection", "KittiDetection", "make_synthetic_dataset",
     "read_image", "DataError", "open_dataset", "to_coco_dict",
 ]
 
@@ -30,6 +31,8 @@ def open_dataset(spec: str | Path, image_dir: str | Path | None = None, keypoint
       images in ``image_dir`` or ``images/`` (``JPEGImages/``).
     * a folder with ``images/`` -> :class:`YoloDetection` on ``images/`` (or its only sub-folder, as in
       ``coco128/images/train2017``); a folder holding images itself -> :class:`YoloDetection` on it.
+    * a folder with ``training/label_2`` (or ``label_2`` and ``calib``) -> :class:`KittiDetection`
+      (``split="train"`` etc. picks ``ImageSets/<split>.txt``).
 
     Other keyword arguments go to the reader (``class_names``, ``label_dir``, ``split_file``, ...).
     """
@@ -46,6 +49,8 @@ def open_dataset(spec: str | Path, image_dir: str | Path | None = None, keypoint
         raise DataError(f"data set not found: {spec}")
     if keypoints:
         raise DataError(f"{spec}: keypoints need a COCO person_keypoints json; VOC and YOLO folders have none")
+    if (spec / "training" / "label_2").is_dir() or ((spec / "label_2").is_dir() and (spec / "calib").is_dir()):
+        return KittiDetection(spec, image_dir=image_dir, **kwargs)
     for ann_name, image_names in (("annotations", ("images", "JPEGImages")), ("Annotations", ("JPEGImages", "images"))):
         ann_dir = spec / ann_name
         if ann_dir.is_dir() and any(ann_dir.glob("*.xml")):

@@ -31,6 +31,10 @@ WRAPPER_PREFIXES = ("module.", "model.")  # DataParallel / common training wrapp
 IMAGENET_CLASSES = 1000  # the ImageNet classifier the original DLA keeps as ``base.fc``
 CLASSIFIER_PREFIXES = ("fc.", "head.fc.")  # torchvision / original DLA, timm
 MAX_LISTED = 10  # tensors named per category in error messages
+# The original hourglass's top-level backbone modules (CenterNet's large_hourglass and CornerNet's kp)
+HOURGLASS_ROOTS = ("pre", "kps", "cnvs", "inters", "inters_", "cnvs_")
+# Inside a hourglass head, our layer index -> the original's (its first conv sits in a ``convolution``)
+HOURGLASS_HEAD_LAYERS = {"0": "0.conv", "2": "1"}
 
 
 class CheckpointMismatchError(ValueError):
@@ -136,7 +140,7 @@ def official_name(model: nn.Module, key: str) -> str:
     if root == "heads":
         stack, head, index, param = rest.split(".", 3)
         if family == "hourglass":  # heads.<s>.<head>.{0,2}.<p> -> <head>.<s>.{0.conv,1}.<p>
-            layer = {"0": "0.conv", "2": "1"}[index] if len(model.heads[int(stack)][head]) > 1 else "1"
+            layer = HOURGLASS_HEAD_LAYERS[index] if len(model.heads[int(stack)][head]) > 1 else "1"
             return f"{head}.{stack}.{layer}.{param}"
         if len(model.heads[int(stack)][head]) == 1:  # head_conv <= 0: the original's bare conv
             return f"{head}.{param}"
