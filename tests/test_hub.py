@@ -205,3 +205,9 @@ def test_registry_heads_build_the_named_architecture():
     model = build_model(info.arch, info.heads)
     n_params = sum(p.numel() for p in model.parameters())
     assert abs(n_params / 1e6 - 14.44) < 0.01  # SPEC 8's count for resdcn_18 with 80 classes
+
+
+def test_docs_list_every_known_name():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "weights.md").read_text()
+    missing = [n for n in known_weights() if f"`{n}`" not in text and f"[{n}]" not in text and f"| {n} " not in text]
+    assert not missing, f"docs/weights.md lacks {missing}"
