@@ -59,9 +59,14 @@ def _per_image(gt: COCO, results: list[dict]) -> tuple[list[int], list[np.ndarra
     return ids, dets, truth
 
 
-def test_per_class_pr_matches_cocoeval(coco_val, tmp_path):
+@pytest.fixture(scope="module")
+def evaluated(coco_val):
     results = _perturbed(coco_val)
-    metrics, pr = evaluate_coco_per_class(coco_val, results)
+    return (results, *evaluate_coco_per_class(coco_val, results))
+
+
+def test_per_class_pr_matches_cocoeval(coco_val, evaluated):
+    results, metrics, pr = evaluated
     with contextlib.redirect_stdout(io.StringIO()):  # the reference: pycocotools run directly
         ev = COCOeval(coco_val, coco_val.loadRes(results), "bbox")
         ev.params.imgIds = sorted(coco_val.getImgIds())
@@ -74,9 +79,6 @@ def test_per_class_pr_matches_cocoeval(coco_val, tmp_path):
     curves = pr.curves()
     assert set(curves) == {n for n, g in zip(pr.names, pr.num_gt) if g > 0}
     assert all(np.isfinite(p).all() and p.shape == (101,) for _, p in curves.values())
-
-    png = reports.plot_pr_curves(curves, tmp_path / "pr.png")
-    assert cv2.imread(str(png)) is not None
     names = [n for n in pr.names if n in curves]
     table = reports.per_class_ap_table({n: a for n, a in zip(pr.names, pr.ap) if n in curves},
                                        {n: a for n, a in zip(pr.names, pr.ap50) if n in curves},
@@ -92,8 +94,8 @@ def test_no_detections_gives_zero_curves(coco_val):
     assert set(pr.curves()) == {n for n, g in zip(pr.names, pr.num_gt) if g > 0}
 
 
-def test_confusion_matrix_on_real_data(coco_val, tmp_path):
-    results = _perturbed(coco_val)
+def test_confusion_matrix_and_report_files(coco_val, evaluated, tmp_path):
+    results, _, pr = evaluated
     _, dets, truth = _per_image(coco_val, results)
     score = 0.25
     m = reports.confusion_matrix(dets, truth, num_classes=80, score=score)
@@ -105,8 +107,11 @@ def test_confusion_matrix_on_real_data(coco_val, tmp_path):
     as_detections = [np.hstack([t[:, :4], np.ones((len(t), 1)), t[:, 4:]]) for t in truth]
     exact = reports.confusion_matrix(as_detections, truth, num_classes=80)
     assert (np.diag(exact)[:80] == gt_per_class).all() and exact.sum() == gt_per_class.sum()
-    png = reports.plot_confusion_matrix(m, [str(i) for i in range(80)], tmp_path / "confusion.png")
-    assert cv2.imread(str(png)) is not None
+    written = reports.write_evaluation_reports(tmp_path, pr, m)
+    assert [p.name for p in written] == [reports.PR_CURVES_PNG, reports.AP_TABLE_TXT, reports.CONFUSION_PNG]
+    assert all(cv2.imread(str(p)) is not None for p in written if p.suffix == ".png")
+    table = (tmp_path / reports.AP_TABLE_TXT).read_text().splitlines()
+    assert len(table) == 2 + int((pr.num_gt > 0).sum()) and table[-1].startswith("mean")
 
 
 def test_confusion_matrix_by_hand():
@@ -147,8 +152,8 @@ def test_results_csv_and_plot(tmp_path):
     assert reports.result_panels(history) == [("loss", ["loss"]), ("hm_loss", ["hm_loss"]),
                                               ("wh_loss", ["wh_loss"]), ("validation", ["val_AP", "val_AP50"]),
                                               ("lr", ["lr"])]
-    png = reports.plot_results(history, tmp_path / "results.png")
-    assert cv2.imread(str(png)) is not None
+    csv_path, png = reports.write_epoch_reports(history, tmp_path / "run")
+    assert csv_path.read_text() == path.read_text() and cv2.imread(str(png)) is not None
 
 
 def test_tensorboard_logger(tmp_path, monkeypatch):

@@ -29,6 +29,10 @@ TILE_HEIGHT = 320  # pixels of each picture in a validation mosaic
 CAPTION_HEIGHT = 22  # pixels of the white caption bar above each mosaic picture
 PAIR_GAP, ROW_GAP, GAP_GREY = 4, 12, 200  # white gap inside a pair, grey gap between pairs
 VAL_PREFIX = "val_"
+# file names in the run folder
+RESULTS_CSV, RESULTS_PNG = "results.csv", "results.png"
+PR_CURVES_PNG, AP_TABLE_TXT = "pr_curves.png", "per_class_ap.txt"
+CONFUSION_PNG, MOSAIC_JPG = "confusion_matrix.png", "val_mosaic.jpg"
 
 
 def _pyplot():
@@ -282,6 +286,32 @@ def validation_mosaic(images: Sequence[np.ndarray], predictions: Sequence[np.nda
     if not cv2.imwrite(str(path), np.vstack(rows)):
         raise OSError(f"{path}: could not write the picture")
     return path
+
+
+# ------------------------------------------------------------------------------------------ run folder
+def write_epoch_reports(history: Sequence[Mapping[str, Any]], out_dir: PathLike) -> list[Path]:
+    """results.csv and results.png in ``out_dir`` (call after every epoch)."""
+    out = Path(out_dir)
+    return [write_results_csv(history, out / RESULTS_CSV), plot_results(history, out / RESULTS_PNG)]
+
+
+def write_evaluation_reports(out_dir: PathLike, per_class: Any, matrix: np.ndarray | None = None,
+                             class_names: Sequence[str] | None = None) -> list[Path]:
+    """pr_curves.png and per_class_ap.txt from a per-class result (``names``, ``ap``, ``ap50``, ``num_gt``,
+    ``curves()``: :class:`centernet.evaluation.coco.PerClassPR`), and confusion_matrix.png when
+    ``matrix`` is given (its class names default to ``per_class.names``)."""
+    out = Path(out_dir)
+    present = {n for n, g in zip(per_class.names, per_class.num_gt) if g > 0}
+    table = per_class_ap_table({n: float(a) for n, a in zip(per_class.names, per_class.ap) if n in present},
+                               {n: float(a) for n, a in zip(per_class.names, per_class.ap50) if n in present},
+                               {n: int(g) for n, g in zip(per_class.names, per_class.num_gt)})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / AP_TABLE_TXT).write_text(table + "\n")
+    written = [plot_pr_curves(per_class.curves(), out / PR_CURVES_PNG), out / AP_TABLE_TXT]
+    if matrix is not None:
+        names = list(class_names) if class_names is not None else list(per_class.names)
+        written.append(plot_confusion_matrix(matrix, names, out / CONFUSION_PNG))
+    return written
 
 
 # ------------------------------------------------------------------------------------------ TensorBoard
