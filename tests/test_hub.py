@@ -160,6 +160,18 @@ def test_file_placed_by_hand_is_used_without_network(cache, monkeypatch):
     assert (cache / "tiny_zoo.pth").exists()
 
 
+def test_resolve_pretrained(server, cache, monkeypatch):
+    assert hub.resolve_pretrained(None, "res_18") is None and hub.resolve_pretrained("none", "res_18") is None
+    with pytest.raises(ValueError, match="no ImageNet weights are known for 'hourglass'.*--pretrained none"):
+        hub.resolve_pretrained("imagenet", "hourglass")
+    monkeypatch.setattr(hub, "imagenet_weights", lambda arch: "tiny_zoo" if arch == "res_18" else None)
+    _fake_entry(monkeypatch, f"{server}/drop.pth", DIGEST)
+    with pytest.raises(hub.DownloadError, match=r"put the file at .*tiny_zoo.pth or .*\(--pretrained none\)$"):
+        hub.resolve_pretrained("imagenet", "res_18", progress=False)
+    _fake_entry(monkeypatch, f"{server}/good.pth", DIGEST)
+    assert hub.resolve_pretrained("imagenet", "res_18", progress=False) == cache / "tiny_zoo.pth"
+
+
 def test_existing_path_passes_through(tmp_path, cache):
     own = tmp_path / "mine.pth"
     own.write_bytes(b"x")

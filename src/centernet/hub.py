@@ -16,8 +16,10 @@ from http.client import HTTPException
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .weights import is_known, known_weights, weights_info
+from .weights import imagenet_weights, is_known, known_weights, weights_info
 
+PRETRAINED_HINT = "train without ImageNet weights (--pretrained none)"
+NO_PRETRAINED = ("", "none", "null", "false")  # model.pretrained values meaning "start from scratch"
 CHUNK = 1 << 20  # bytes read and hashed at a time
 TIMEOUT_S = 30.0  # per socket operation, not for the whole file
 USER_AGENT = "centernet-weights/1.0"
@@ -160,3 +162,22 @@ def resolve_weights(name_or_path: str | os.PathLike[str], cache: str | os.PathLi
         instead = f" or {hint}" if hint else ""
         raise DownloadError(f"{text} has no known download address; put the file at {target}{instead}")
     return download(url, target, sha256=sha256, progress=progress, size=size, hint=hint)
+
+
+def resolve_pretrained(value: str | None, arch: str, cache: str | os.PathLike[str] | None = None,
+                       progress: bool = True) -> Path | None:
+    """The backbone file for ``model.pretrained`` / ``--pretrained``: ``None`` / ``"none"`` -> ``None``;
+    ``"imagenet"`` -> the ImageNet file of ``arch`` (see :func:`centernet.weights.imagenet_weights`);
+    anything else (a path, a known name, a URL) through :func:`resolve_weights`. Errors are one line
+    that offers ``--pretrained none``."""
+    if value is None or value.strip().lower() in NO_PRETRAINED:
+        return None
+    name = value
+    if value.strip().lower() == "imagenet":
+        found = imagenet_weights(arch)
+        if found is None:
+            archs = sorted({weights_info(n).arch for n in known_weights("backbone")})
+            raise ValueError(f"no ImageNet weights are known for {arch!r} (known for {', '.join(archs)} and "
+                             f"their resdcn variants); use --pretrained none or a path to a file")
+        name = found
+    return resolve_weights(name, cache=cache, progress=progress, hint=PRETRAINED_HINT)
