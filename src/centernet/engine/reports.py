@@ -140,7 +140,8 @@ def plot_pr_curves(pr: Mapping[str, tuple[np.ndarray, np.ndarray]], path: PathLi
         ax.plot(curves[0][1], mean, color="blue", linewidth=3, label=f"all classes (mAP) {np.mean(mean):.3f}")
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    if curves:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     return _save(fig, path)
 
 
@@ -159,10 +160,15 @@ def per_class_ap_table(ap: Mapping[str, float], ap50: Mapping[str, float] | None
         row.append(fmt(value).rjust(6))
         row += [fmt(ap50.get(name)).rjust(6)] if ap50 is not None else []
         lines.append("  ".join(row))
-    means = [np.nanmean([v for v in table.values()]) if table else math.nan for table in (ap, ap50 or {})]
+    means = [_nanmean(list(table.values())) for table in (ap, ap50 or {})]
     footer = ["mean".ljust(width)] + ([" " * 7] if num_gt is not None else []) + [fmt(means[0]).rjust(6)]
     footer += [fmt(means[1]).rjust(6)] if ap50 is not None else []
     return "\n".join(lines + ["  ".join(footer)])
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
