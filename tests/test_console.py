@@ -5,7 +5,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from centernet import build_model

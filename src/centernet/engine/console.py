@@ -75,7 +75,8 @@ def startup_summary(model: nn.Module, input_size: tuple[int, int], device: str |
     where = str(device)
     if device.type == "cuda" and torch.cuda.is_available():
         where += f" ({torch.cuda.get_device_name(device)})"
-    lines.append(("device", f"{where}, {threads if threads is not None else torch.get_num_threads()} CPU threads"))
+    threads = threads if threads is not None else torch.get_num_threads()
+    lines.append(("device", f"{where}, {_plural(threads, 'CPU thread')}"))
     if out_dir is not None:
         lines.append(("run", str(Path(out_dir).resolve())))
     return "\n".join(f"{label:<{LABEL_WIDTH}} {text}" for label, text in lines)

@@ -22,6 +22,7 @@ from ..visualize import draw_detections, draw_ground_truth
 PathLike = str | os.PathLike[str]
 PANEL_INCHES = 3.0  # side of one small-multiple panel
 DPI = 120
+MAX_MARKERS = 30  # points per line up to which each is marked
 MAX_LEGEND = 20  # classes named in a PR plot's legend; more are drawn unnamed
 MAX_ANNOTATED = 30  # classes whose confusion-matrix cells get numbers written in them
 CELL_INCHES = 0.18  # side of one confusion-matrix cell
@@ -44,10 +45,12 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: PathLike) -> Path:
+def _save(fig, path: PathLike, tight: bool = True) -> Path:
+    """Write and close ``fig``; ``tight`` crops to what is drawn (a second layout pass, about half again
+    the time: only for figures with parts outside the axes, such as an outer legend)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight" if tight else None)
     _pyplot().close(fig)
     return path
 
@@ -107,8 +110,8 @@ def plot_results(history: Sequence[Mapping[str, Any]], path: PathLike, x_key: st
         for key in keys:
             y = _series(history, key)
             seen = np.isfinite(y)
-            ax.plot(x[seen], y[seen], marker="o", markersize=3, linewidth=1.5,
-                    label=key.removeprefix(VAL_PREFIX))
+            marker = "o" if seen.sum() <= MAX_MARKERS else None
+            ax.plot(x[seen], y[seen], marker=marker, markersize=3, linewidth=1.5, label=key.removeprefix(VAL_PREFIX))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(x_key, fontsize=8)
         ax.tick_params(labelsize=8)
@@ -120,7 +123,7 @@ def plot_results(history: Sequence[Mapping[str, Any]], path: PathLike, x_key: st
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, tight=False)
 
 
 # ------------------------------------------------------------------------------------------ per evaluation
@@ -342,7 +345,8 @@ class TensorBoardLogger:
         if self.writer is None:
             return
         for key, value in record.items():
-            if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if key != "epoch" and number and math.isfinite(value):
                 tag = f"val/{key.removeprefix(VAL_PREFIX)}" if key.startswith(VAL_PREFIX) else f"train/{key}"
                 self.writer.add_scalar(tag, value, step)
         self.writer.flush()
