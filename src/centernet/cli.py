@@ -300,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with cli_warnings():
             return COMMANDS[args.command](args)
+    except SystemExit as exc:  # raise SystemExit("error: ...") in a command: a user error too (exit code 2)
+        if not isinstance(exc.code, str):
+            raise
+        print(exc.code, file=sys.stderr)
+        return 2
     except Exception as err:  # user errors (engine/errors.py): DataError, checkpoint errors, a diverged run, ...
         if os.environ.get("CENTERNET_DEBUG") or not is_user_error(err):
             raise

@@ -22,6 +22,7 @@ from ..models.weights_file import CheckpointFileError, load_weights_file
 
 FORMAT = "centernet-checkpoint-v1"
 PLAIN_SCALARS = (bool, int, float, str, type(None))
+MAX_LISTED = 5  # tensors named per kind of mismatch
 
 __all__ = ["FORMAT", "CheckpointFileError", "CheckpointMismatchError", "save_checkpoint", "read_checkpoint",
            "load_checkpoint", "load_model_state", "atomic_write", "finite_state", "plain", "unwrap"]
@@ -139,7 +140,7 @@ def load_model_state(model: nn.Module, state: Mapping[str, Tensor], path: str | 
     if not report.ok:
         arch = getattr(model, "arch", type(model).__name__)
         raise CheckpointMismatchError(f"{path}: the weights do not fit the {arch!r} model of its config "
-                                      f"(another architecture or task?): {report.describe()}")
+                                      f"(another architecture or task?): {report.describe(MAX_LISTED)}")
     model.load_state_dict(state)
 
 

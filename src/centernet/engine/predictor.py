@@ -142,7 +142,8 @@ class Predictor:
             writer.release()
         elapsed = time.perf_counter() - start
         if skipped and not count:
-            raise DataError(f"none of the {len(skipped)} files could be read: {'; '.join(skipped[:5])}")
+            raise DataError(skipped[0] if len(skipped) == 1 else
+                            f"none of the {len(skipped)} files could be read: {'; '.join(skipped[:5])}")
         if skipped:
             warnings.warn(f"skipped {len(skipped)} of {len(skipped) + count} files that could not be read: "
                           f"{'; '.join(skipped[:10])}" + (" ..." if len(skipped) > 10 else ""), stacklevel=2)

@@ -158,6 +158,9 @@ def validate_train_config(cfg: ExperimentConfig) -> None:
     for name, value, ok, wanted in rules:
         if not ok:
             raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    from .trainer import resolve_device
+
+    resolve_device(t.device)  # a device this machine lacks is refused before any work
     multiple = INPUT_MULTIPLE.get(cfg.model.arch)
     if multiple and any(v <= 0 or v % multiple for v in d.input_size):
         raise ValueError(f"data.input_size {list(d.input_size)} must be positive multiples of {multiple} "

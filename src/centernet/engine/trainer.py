@@ -99,7 +99,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.bad_in_row, self.skipped = 0, 0  # steps with a non-finite loss / gradient: in a row, this epoch
         self.last_good: tuple[Path, int] | None = None  # (checkpoint, epoch) last written or resumed from
-        self._buffers = [b for b in unwrap(model).buffers() if b.is_floating_point()]
+        self._buffers = list(unwrap(model).buffers())
         self._shadow = [b.detach().clone() for b in self._buffers]  # batch-norm statistics before the step
 
     # -- data --------------------------------------------------------------------------------------------

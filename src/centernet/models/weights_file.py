@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 PICKLE_PROTO = 0x80  # first byte of a binary pickle (the pre-1.6 "legacy" torch format starts with one)
+ZIP_START = b"PK\x03\x04"  # first bytes of the zip format torch.save writes since 1.6
 _NUMPY_CORE = getattr(np, "_core", None) or np.core
 #: data-only constructors of NumPy scalars (older checkpoints keep metrics as np.float64)
 NUMPY_SCALAR_GLOBALS = [_NUMPY_CORE.multiarray.scalar, np.dtype,
@@ -41,9 +43,18 @@ def load_weights_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(len(ZIP_START))
+    if not head:
+        raise CheckpointFileError(f"not a complete checkpoint: {path} (empty file)")
+    if not head.startswith(ZIP_START) and head[0] != PICKLE_PROTO:
+        raise CheckpointFileError(f"not a complete checkpoint: {path} (not a torch.save file)")
+    if head.startswith(ZIP_START) and not zipfile.is_zipfile(path):
+        raise CheckpointFileError(f"not a complete checkpoint: {path} (truncated: the zip archive has no end)")
     _check_zip(path)
     try:
-        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's remarks on pickle protocols: the outcome is what counts
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise _unpickling_error(path, str(err)) from None
@@ -66,21 +77,19 @@ def _check_zip(path: Path) -> None:
 
 
 def _unpickling_error(path: Path, message: str) -> CheckpointFileError:
-    """Refused (asks for a Python object) vs. not a checkpoint at all (garbage bytes)."""
+    """Refused: the pickle asks for a Python object (named when the message says which) or uses an
+    instruction the safe unpickler does not run."""
     wanted = re.search(r"GLOBAL ([\w.]+)", message)
     if wanted:
         return CheckpointFileError(f"refused {path}: loading it would run code ({wanted.group(1)}); "
                                    "a checkpoint may hold only tensors and plain data")
-    with open(path, "rb") as f:
-        head = f.read(1)
-    if zipfile.is_zipfile(path) or head == bytes([PICKLE_PROTO]):
-        operand = re.search(r"Unsupported operand (\d+)", message)
-        detail = f"pickle operand {operand.group(1)}" if operand else "unsupported pickle content"
-        return CheckpointFileError(f"refused {path}: it holds more than tensors and plain data ({detail}), "
-                                   "so it cannot be loaded without running code")
-    return CheckpointFileError(f"not a complete checkpoint: {path} (not a torch.save file)")
+    operand = re.search(r"Unsupported operand (\d+)", message)
+    detail = f"pickle operand {operand.group(1)}" if operand else "unsupported pickle content"
+    return CheckpointFileError(f"refused {path}: it holds more than tensors and plain data ({detail}), "
+                               "so it cannot be loaded without running code")
 
 
 def _first_line(err: BaseException) -> str:
+    """The first sentence of an error message, with its type: enough to tell truncation from corruption."""
     text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__
+    return f"{type(err).__name__}: {text[0].split('. ')[0][:160]}" if text else type(err).__name__
