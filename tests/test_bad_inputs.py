@@ -316,6 +316,12 @@ CASES = [
          lambda e, t: e.train("--batch-size", "1", "--set", "train.lr=1e30", "train.max_bad_steps=2",
                               "train.max_steps_per_epoch=8", out=str(t / "nan")),
          lambda e, t: ["training diverged: 2 steps in a row", "No checkpoint was written"], _check_diverged),
+    Case("A13", "--config file that is not json", FAILS,
+         lambda e, t: e.train("--config", str(_write(t / "config.json", "{oops"))),
+         lambda e, t: ["config.json: not a usable config file"]),
+    Case("A14", "--resume with the run's own --config (as the README shows)", RUNS,
+         lambda e, t: ["train", "--config", f"{_prepare_run(e, t)}/config.json", "--resume", f"{t}/r/last.pth",
+                       "--epochs", "2", "--workers", "0", "--device", "cpu"]),
     # -- predict ----------------------------------------------------------------------------------------------
     Case("P1", "predict on a folder with an unreadable file and a.jpg + a.png", WARNS,
          lambda e, t: ["predict", str(e.checkpoint), str(_predict_folder(e, t)), "--out", str(t / "pred"),

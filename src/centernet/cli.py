@@ -132,15 +132,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .presets import get_preset
 
     assignments = _train_assignments(args)
+    base = rundir.read_config_file(args.config) if args.config else get_preset(args.preset)
     resume = None
-    if args.resume:
-        if args.config or args.preset != DEFAULT_PRESET:
-            raise ValueError("--resume continues with the checkpoint's own configuration: drop --config / --preset "
-                             "(change what may change with --epochs, --lr, --set ...)")
-        cfg, resume = rundir.resume_config(args.resume, assignments)
+    if args.resume:  # the checkpoint's own config, unless --config / --preset name one (checked against it)
+        named = args.config or args.preset != DEFAULT_PRESET
+        cfg, resume = rundir.resume_config(args.resume, assignments, base if named else None)
     else:
-        base = ExperimentConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config \
-            else get_preset(args.preset)
         cfg = override(base, assignments)
     if not cfg.data.train:
         raise SystemExit("error: no training data: pass --train (COCO json, VOC folder or YOLO folder)")

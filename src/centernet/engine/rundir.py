@@ -98,9 +98,11 @@ class Resume:
     saved: ExperimentConfig
 
 
-def resume_config(checkpoint: str | Path, assignments: list[str]) -> tuple[ExperimentConfig, Resume]:
-    """The configuration to continue ``checkpoint`` with: its own, with ``assignments`` applied (checked
-    later by :func:`check_resume`), writing into the checkpoint's folder."""
+def resume_config(checkpoint: str | Path, assignments: list[str],
+                  base: ExperimentConfig | None = None) -> tuple[ExperimentConfig, Resume]:
+    """The configuration to continue ``checkpoint`` with: its own (or ``base``, e.g. the run's config.json),
+    with ``assignments`` applied, writing into the checkpoint's folder. :func:`check_resume` then refuses
+    what differs from the checkpoint's own and cannot apply."""
     path = Path(checkpoint)
     payload = read_checkpoint(path)
     missing = [k for k in ("optimizer", "scheduler", "epoch") if k not in payload]
@@ -108,7 +110,9 @@ def resume_config(checkpoint: str | Path, assignments: list[str]) -> tuple[Exper
         raise RunFolderError(f"{path} cannot be resumed: it holds weights only (no {', '.join(missing)})")
     saved = checkpoint_config(payload, path)
     saved.train.out_dir = str(path.parent)
-    return override(copy.deepcopy(saved), assignments), Resume(path, payload, saved)
+    start = copy.deepcopy(base if base is not None else saved)
+    start.train.out_dir = saved.train.out_dir
+    return override(start, assignments), Resume(path, payload, saved)
 
 
 def check_resume(cfg: ExperimentConfig, resume: Resume) -> list[str]:
@@ -139,6 +143,17 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 # ------------------------------------------------------------------------------------------ checks
+def read_config_file(path: str | Path) -> ExperimentConfig:
+    """A ``config.json`` (as a run writes it); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        return ExperimentConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError, AttributeError) as err:  # json errors are ValueErrors
+        raise ValueError(f"{path}: not a usable config file ({err})") from None
+
+
 def validate_train_config(cfg: ExperimentConfig) -> None:
     """Refuse values a run cannot start with, naming the field (types are checked by the config itself)."""
     from ..models import INPUT_MULTIPLE

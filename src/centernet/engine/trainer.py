@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
@@ -56,12 +55,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def headline(metrics: dict[str, float]) -> float | None:
-    """The metric that decides ``best.pth`` (None when missing or not finite: never "better")."""
-    value = metrics.get("AP")
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 class Trainer:
@@ -197,9 +190,7 @@ class Trainer:
 
     def _bad_step(self, loss: torch.Tensor, terms: dict[str, torch.Tensor], index: int) -> None:
         """Undo the batch-norm statistics of a skipped step, count it, stop after too many in a row."""
-        with torch.no_grad():
-            for buffer, saved in zip(self._buffers, self._shadow):
-                buffer.copy_(saved)
+        self._copy_buffers(self._shadow, self._buffers)
         self.bad_in_row += 1
         self.skipped += 1
         if self.bad_in_row >= self.cfg.train.max_bad_steps:
@@ -208,6 +199,13 @@ class Trainer:
                 f"training diverged: {self.bad_in_row} steps in a row with a non-finite loss or gradient "
                 f"(epoch {self.epoch + 1}, step {index + 1}; loss {loss.item():g}; non-finite: {', '.join(bad)}); "
                 f"try a lower learning rate. {self._last_good_text()}")
+
+    @staticmethod
+    @torch.no_grad()
+    def _copy_buffers(source: list[torch.Tensor], target: list[torch.Tensor]) -> None:
+        """Copy the buffers (batch-norm statistics) before a step, or back after a skipped one."""
+        for src, dst in zip(source, target):
+            dst.copy_(src)
 
     # -- loop --------------------------------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
@@ -223,9 +221,7 @@ class Trainer:
             if i >= steps:
                 break
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            with torch.no_grad():
-                for saved, buffer in zip(self._shadow, self._buffers):
-                    saved.copy_(buffer)
+            self._copy_buffers(self._buffers, self._shadow)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 outputs = self.model(batch["input"])
             loss, terms = self.task.loss(outputs, batch)
@@ -248,6 +244,11 @@ class Trainer:
         means["images_per_s"] = steps * t.batch_size / max(elapsed, 1e-9)
         means["skipped_steps"] = self.skipped
         return means
+
+    def _headline(self, metrics: dict[str, float]) -> float | None:
+        """The metric that decides ``best.pth`` (None when missing or not finite: never "better")."""
+        value = metrics.get("AP")
+        return float(value) if value is not None and math.isfinite(value) else None
 
     def validate(self) -> dict[str, float]:
         """COCO metrics on the validation source (each rank scores a shard; rank 0 merges)."""
@@ -279,7 +280,7 @@ class Trainer:
             if self.val_source is not None and t.val_interval and (self.epoch % t.val_interval == 0 or last):
                 metrics = self.validate()
                 record.update({f"val_{k}": v for k, v in metrics.items()})
-                score = headline(metrics)
+                score = self._headline(metrics)
                 if score is not None and score > self.best:
                     self.best = score
                     self.save("best.pth")
