@@ -189,6 +189,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         raise SystemExit("error: give a checkpoint, or --oracle to score the ground truth")
     source = open_source(args.data, args.images, cfg.task.name == "multi_pose")
+    if cfg.data.verify:
+        from .data.verify import verify_source
+        verify_source(source, "evaluation")  # a wrong image size would silently lower every metric
     if model is None:
         cfg.task.num_classes = len(source.class_names)
         task = task_from_config(cfg)
@@ -215,6 +218,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     device = _device(args.device)
     cfg, model, task = load_checkpoint(args.checkpoint, device)
     source = open_source(args.data, args.images, cfg.task.name == "multi_pose")
+    if cfg.data.verify:
+        from .data.verify import verify_source
+        verify_source(source, "evaluation")
     if len(source.class_names) != task.num_classes:
         raise SystemExit(f"error: {args.data} has {len(source.class_names)} classes, "
                          f"the checkpoint predicts {task.num_classes}")
