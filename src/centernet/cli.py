@@ -149,7 +149,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     set_classes(cfg, train_source)
     if resume is not None:
         changes = rundir.check_resume(cfg, resume)
-        print(f"resuming {resume.path} at epoch {resume.payload['epoch']}" + (f"; {', '.join(changes)}" if changes else ""))
+        print(f"resuming {resume.path} at epoch {resume.payload['epoch']}"
+              + (f"; {', '.join(changes)}" if changes else ""))
     else:
         explicit = bool(args.config) or rundir.out_dir_given(assignments)
         cfg.train.out_dir = str(rundir.claim_run_dir(cfg.train.out_dir, explicit, args.exist_ok))
