@@ -25,7 +25,8 @@ PLAIN_SCALARS = (bool, int, float, str, type(None))
 MAX_LISTED = 5  # tensors named per kind of mismatch
 
 __all__ = ["FORMAT", "CheckpointFileError", "CheckpointMismatchError", "save_checkpoint", "read_checkpoint",
-           "load_checkpoint", "load_model_state", "atomic_write", "finite_state", "plain", "unwrap"]
+           "checkpoint_config", "load_checkpoint", "load_model_state", "atomic_write", "finite_state", "plain",
+           "unwrap"]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -48,7 +49,12 @@ def plain(value: Any, where: str = "checkpoint") -> Any:
         return Counter({plain(k, where): plain(v, where) for k, v in value.items()})
     if isinstance(value, Mapping):
         items = {k: plain(v, f"{where}[{k!r}]") for k, v in value.items()}
-        return OrderedDict(items) if isinstance(value, OrderedDict) else items
+        if not isinstance(value, OrderedDict):
+            return items
+        ordered = OrderedDict(items)
+        if hasattr(value, "_metadata"):  # a state dict's module versions (read by load_state_dict)
+            ordered._metadata = plain(value._metadata, where)  # type: ignore[attr-defined]
+        return ordered
     if isinstance(value, (list, tuple)):
         return type(value)(plain(v, f"{where}[{i}]") for i, v in enumerate(value))
     raise TypeError(f"cannot store a {type(value).__name__} at {where} in a checkpoint "
