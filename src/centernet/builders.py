@@ -11,7 +11,7 @@ from torch import nn
 
 from .config import ExperimentConfig
 from .data.sample import DetectionSource
-from .engine.checkpoint import read_checkpoint
+from .engine.checkpoint import checkpoint_config, load_model_state, read_checkpoint
 from .engine.evaluator import EvalSettings
 from .engine.predictor import Predictor
 from .models import build_model
@@ -56,10 +56,10 @@ def eval_settings(cfg: ExperimentConfig, **overrides: Any) -> EvalSettings:
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     """(config, model in eval mode, task) rebuilt from a checkpoint written by the trainer."""
     payload = read_checkpoint(path)
-    cfg = ExperimentConfig.from_dict(payload["config"])
+    cfg = checkpoint_config(payload, path)
     task = task_from_config(cfg)
     model = model_from_config(cfg, task)
-    model.load_state_dict(payload["model"])
+    load_model_state(model, payload["model"], path)
     return cfg, model.to(device).eval(), task
 
 

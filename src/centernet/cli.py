@@ -11,6 +11,8 @@ from pathlib import Path
 
 from .config import ExperimentConfig, override
 
+DEFAULT_PRESET = "ctdet_resdcn18_coco"
+
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", help="image folder when the annotations do not follow their format's layout")
@@ -35,7 +37,7 @@ def _add_test_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="ctdet_resdcn18_coco", help="paper configuration (see `centernet presets`)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help="paper configuration (see `centernet presets`)")
     p.add_argument("--config", help="a config.json written by an earlier run (instead of --preset)")
     p.add_argument("--train", help="training annotations (COCO json, VOC or YOLO folder)")
     p.add_argument("--val", help="validation annotations, scored every train.val_interval epochs")
@@ -44,9 +46,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--out", help="run folder for logs and checkpoints")
+    p.add_argument("--out", help="run folder for logs and checkpoints (default: a new runs/train, runs/train2, ...)")
+    p.add_argument("--exist-ok", action="store_true", help="let --out replace a run already in that folder")
     p.add_argument("--pretrained", help="ImageNet backbone weights (.pth) to start from")
-    p.add_argument("--resume", help="continue from a checkpoint (last.pth of a run)")
+    p.add_argument("--resume", help="continue a run from its checkpoint (in the checkpoint's folder; --epochs, "
+                                    "--lr and the like apply, changes of the model or data geometry are refused)")
     p.add_argument("--sync-bn", action="store_true",
                    help="synchronise batch-norm statistics across processes (under torchrun)")
     p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
@@ -136,43 +140,58 @@ def _check_classes(source, task, data: str) -> None:
         raise SystemExit(f"error: {data} has {len(source.class_names)} classes, the model predicts {task.num_classes}")
 
 
+def _train_assignments(args: argparse.Namespace) -> list[str]:
+    """The config fields set on the command line, as ``section.key=json`` overrides (``--set`` last)."""
+    given = {"data.train": args.train, "data.val": args.val, "data.train_images": args.images,
+             "data.val_images": args.val_images, "model.arch": args.arch, "model.pretrained": args.pretrained,
+             "train.epochs": args.epochs, "train.batch_size": args.batch_size, "train.lr": args.lr,
+             "train.out_dir": args.out, "train.sync_bn": args.sync_bn or None, "data.num_workers": args.workers,
+             "train.device": args.device}
+    return [f"{key}={json.dumps(value)}" for key, value in given.items() if value is not None] + list(args.set)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .builders import model_from_config, open_source, set_classes, task_from_config
-    from .engine import distributed
-    from .engine.trainer import Trainer
+    from .data.verify import verify_source
+    from .engine import distributed, rundir
+    from .engine.trainer import Trainer, seed_everything
     from .models.official import load_pretrained_backbone
     from .presets import get_preset
 
-    cfg = ExperimentConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config \
-        else get_preset(args.preset)
-    d, t = cfg.data, cfg.train
-    d.train = args.train or d.train
-    d.val = args.val or d.val
-    d.train_images = args.images or d.train_images
-    d.val_images = args.val_images or d.val_images
-    d.num_workers = args.workers
-    cfg.model.arch = args.arch or cfg.model.arch
-    cfg.model.pretrained = args.pretrained or cfg.model.pretrained
-    t.epochs = args.epochs or t.epochs
-    t.batch_size = args.batch_size or t.batch_size
-    t.lr = args.lr or t.lr
-    t.out_dir = args.out or t.out_dir
-    t.device = args.device
-    t.sync_bn = args.sync_bn or t.sync_bn
-    cfg = override(cfg, args.set)
+    assignments = _train_assignments(args)
+    base = rundir.read_config_file(args.config) if args.config else get_preset(args.preset)
+    resume = None
+    if args.resume:  # the checkpoint's own config, unless --config / --preset name one (checked against it)
+        named = args.config or args.preset != DEFAULT_PRESET
+        cfg, resume = rundir.resume_config(args.resume, assignments, base if named else None)
+    else:
+        cfg = override(base, assignments)
     if not cfg.data.train:
         raise SystemExit("error: no training data: pass --train (COCO json, VOC folder or YOLO folder)")
+    rundir.validate_train_config(cfg)
     distributed.init_from_env(cfg.train.device)
     train_source = open_source(cfg.data.train, cfg.data.train_images, cfg.task.name)
     val_source = open_source(cfg.data.val, cfg.data.val_images, cfg.task.name) if cfg.data.val else None
     set_classes(cfg, train_source)
+    if resume is not None:
+        changes = rundir.check_resume(cfg, resume)
+        print(f"resuming {resume.path} at epoch {resume.payload['epoch']}"
+              + (f"; {', '.join(changes)}" if changes else ""))
+    else:
+        explicit = bool(args.config) or rundir.out_dir_given(assignments)
+        cfg.train.out_dir = str(rundir.claim_run_dir(cfg.train.out_dir, explicit, args.exist_ok))
+    if cfg.data.verify and distributed.rank() == 0:
+        verify_source(train_source, "training")
+        if val_source is not None:
+            verify_source(val_source, "validation")
+    seed_everything(cfg.train.seed)  # the initial weights depend on it
     task = task_from_config(cfg)
     model = model_from_config(cfg, task)
-    if cfg.model.pretrained:
+    if cfg.model.pretrained and resume is None:
         print(load_pretrained_backbone(model, cfg.model.pretrained))
     trainer = Trainer(cfg, model, task, train_source, val_source)
-    if args.resume:
-        trainer.resume(args.resume)
+    if resume is not None:
+        trainer.resume(resume.path, resume.payload)
     summary = trainer.fit()
     if distributed.rank() == 0:
         print(json.dumps({"best_AP": summary["best_AP"], "out_dir": summary["out_dir"]}))
@@ -194,6 +213,7 @@ def _load_model(path: str, device: str):
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .builders import eval_settings, open_source, set_classes, task_from_config
+    from .data.verify import verify_source
     from .engine.evaluator import evaluate
     from .presets import get_preset
     from .tasks import TASKS, guess_task
@@ -212,6 +232,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         task, model = task_from_config(cfg), None
     else:
         raise SystemExit("error: give a checkpoint, or --oracle to score the ground truth")
+    if cfg.data.verify:
+        verify_source(source, "evaluation")  # a wrong image size would silently lower every metric
     settings = eval_settings(cfg, flip=args.flip, num_workers=args.workers, scales=args.scales)
     if args.keep_res:
         settings.input_size = None
@@ -224,12 +246,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .builders import eval_settings, load_checkpoint, open_source
+    from .data.verify import verify_source
     from .engine.analyze import error_analysis, format_table
 
     device = _device(args.device)
     cfg, model, task = load_checkpoint(args.checkpoint, device)
     source = open_source(args.data, args.images, cfg.task.name)
     _check_classes(source, task, args.data)
+    if cfg.data.verify:
+        verify_source(source, "evaluation")
     settings = eval_settings(cfg, num_workers=args.workers)
     if settings.input_size is None:
         settings.input_size = tuple(cfg.data.input_size)
@@ -305,14 +330,21 @@ def main(argv: list[str] | None = None) -> int:
     return 2. Set CENTERNET_DEBUG=1 to get the traceback instead."""
     import os
 
+    from .engine.errors import cli_warnings, is_user_error, user_message
+
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
-    except (ValueError, KeyError, FileNotFoundError) as err:  # DataError and CheckpointMismatchError included
-        if os.environ.get("CENTERNET_DEBUG"):
+        with cli_warnings():
+            return COMMANDS[args.command](args)
+    except SystemExit as exc:  # raise SystemExit("error: ...") in a command: a user error too (exit code 2)
+        if not isinstance(exc.code, str):
             raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
+        print(exc.code, file=sys.stderr)
+        return 2
+    except Exception as err:  # user errors (engine/errors.py): DataError, checkpoint errors, a diverged run, ...
+        if os.environ.get("CENTERNET_DEBUG") or not is_user_error(err):
+            raise
+        print(f"error: {user_message(err)}", file=sys.stderr)
         return 2
 
 

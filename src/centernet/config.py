@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,7 @@ class DataConfig:
     color_aug: bool = True
     max_objects: int = 128
     num_workers: int = 2
+    verify: bool = True  # check every image once before training (exists, decodes, annotated size)
     test_keep_res: bool = False  # test on the padded original size instead of warping to input_size
     test_pad: int | None = None  # keep_res padding (n | pad) + 1; None: the backbone's (31, Hourglass 127)
 
@@ -64,7 +67,8 @@ class TrainConfig:
     seed: int = 317
     val_interval: int = 5  # epochs between evaluations; 0 disables
     max_steps_per_epoch: int | None = None  # cut epochs short (small experiments)
-    out_dir: str = "runs/exp"
+    max_bad_steps: int = 10  # stop after this many steps in a row with a non-finite loss or gradient
+    out_dir: str = "runs/train"  # the default is numbered: runs/train, runs/train2, ... (never overwritten)
     sync_bn: bool = False  # distributed only
 
 
@@ -89,9 +93,12 @@ class ExperimentConfig:
             unknown = set(values) - set(known)
             if unknown:
                 raise ValueError(f"unknown {f.name} config keys: {sorted(unknown)}")
+            hints = typing.get_type_hints(sub_cls)
             for key, value in values.items():  # json turns tuples into lists
                 if isinstance(value, list) and "tuple" in str(known[key].type):
-                    values[key] = tuple(value)
+                    values[key] = value = tuple(value)
+                if not _fits(value, hints[key]):
+                    raise ValueError(f"config field {f.name}.{key} must be {_type_name(hints[key])}, got {value!r}")
             parts[f.name] = sub_cls(**values)
         return cls(**parts)
 
@@ -114,3 +121,33 @@ def override(cfg: ExperimentConfig, assignments: list[str]) -> ExperimentConfig:
             value = raw
         d[section][key] = value
     return ExperimentConfig.from_dict(d)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (as read from json) is of the annotated type ``hint`` (an int passes as a float)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
+    return isinstance(value, origin or hint)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) if typing.get_origin(hint) is None else str(hint).replace("typing.", "")

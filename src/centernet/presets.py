@@ -18,7 +18,7 @@ def _coco(arch: str, batch: int, lr: float, epochs: int = 140, steps: tuple[int,
         model=ModelConfig(arch=arch),
         data=DataConfig(input_size=(512, 512)),  # keep_res padding follows the backbone (127 for Hourglass)
         task=TaskConfig(name=task, num_classes=num_classes),
-        train=TrainConfig(epochs=epochs, batch_size=batch, lr=lr, lr_steps=steps, out_dir=f"runs/{task}_{arch}"),
+        train=TrainConfig(epochs=epochs, batch_size=batch, lr=lr, lr_steps=steps),
     )
 
 
@@ -48,30 +48,27 @@ def ctdet_cpu_small() -> ExperimentConfig:
         data=DataConfig(input_size=(128, 128), random_crop=False, scale_jitter=0.2, shift_jitter=0.05,
                         color_aug=False, num_workers=1),
         task=TaskConfig(name="ctdet", num_classes=3),
-        train=TrainConfig(epochs=16, batch_size=16, lr=1e-3, lr_steps=(12, 15), val_interval=8, seed=0,
-                          out_dir="runs/demo"),
+        train=TrainConfig(epochs=16, batch_size=16, lr=1e-3, lr_steps=(12, 15), val_interval=8, seed=0),
     )
 
 
 # Multi-person pose (COCO person keypoints, one class). The original fine-tunes from the ctdet COCO models
 # (ctdet_coco_dla_2x.pth, ctdet_coco_hg.pth; load them into a pose model with strict=False, the pose heads stay
 # fresh) and keeps at most 32 people per image. Its dla_3x script misspells "--lr_step" (drops at 270, 300).
-def _pose(arch: str, batch: int, lr: float, epochs: int, steps: tuple[int, ...],
-          name: str = "") -> ExperimentConfig:
+def _pose(arch: str, batch: int, lr: float, epochs: int, steps: tuple[int, ...]) -> ExperimentConfig:
     cfg = _coco(arch, batch, lr, epochs, steps, task="multi_pose", num_classes=1)
     cfg.data.max_objects = 32
     cfg.task.class_names = ["person"]
     cfg.task.cat_ids = [1]
-    cfg.train.out_dir = f"runs/multi_pose_{name or arch}"
     return cfg
 
 
-PRESETS.register("multi_pose_dla34_coco_1x")(lambda: _pose("dla_34", 128, 5e-4, 140, (90, 120), name="dla34_1x"))
-PRESETS.register("multi_pose_dla34_coco_3x")(lambda: _pose("dla_34", 128, 5e-4, 320, (270, 300), name="dla34_3x"))
+PRESETS.register("multi_pose_dla34_coco_1x")(lambda: _pose("dla_34", 128, 5e-4, 140, (90, 120)))
+PRESETS.register("multi_pose_dla34_coco_3x")(lambda: _pose("dla_34", 128, 5e-4, 320, (270, 300)))
 PRESETS.register("multi_pose_hourglass_coco_1x")(
-    lambda: _pose("hourglass", 24, 2.5e-4, 50, (40,), name="hourglass_1x"))
+    lambda: _pose("hourglass", 24, 2.5e-4, 50, (40,)))
 PRESETS.register("multi_pose_hourglass_coco_3x")(
-    lambda: _pose("hourglass", 24, 2.5e-4, 150, (130,), name="hourglass_3x"))
+    lambda: _pose("hourglass", 24, 2.5e-4, 150, (130,)))
 
 
 @PRESETS.register("multi_pose_cpu_small")
@@ -80,7 +77,6 @@ def multi_pose_cpu_small() -> ExperimentConfig:
     cfg = ctdet_cpu_small()
     cfg.task = TaskConfig(name="multi_pose", num_classes=1, class_names=["person"], cat_ids=[1])
     cfg.data.max_objects = 32
-    cfg.train.out_dir = "runs/demo_pose"
     return cfg
 
 

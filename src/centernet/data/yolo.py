@@ -13,8 +13,9 @@ from .io import DataError, read_image
 from .sample import DetectionSource, Sample
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-# Normalised coordinates may overshoot [0, 1] by this much (then get clipped); more is an error.
-NORM_TOLERANCE = 0.01
+# Normalised coordinates may overshoot [0, 1] by this much (a common export artefact: they are clipped,
+# with one counted warning naming the files); more is an error.
+NORM_TOLERANCE = 0.05
 
 
 def default_label_dir(image_dir: str | Path) -> Path:
@@ -56,7 +57,9 @@ class YoloDetection(DetectionSource):
         if class_names is None and classes_file.is_file():
             class_names = [line.strip() for line in classes_file.read_text().splitlines() if line.strip()]
         num_classes = len(class_names) if class_names is not None else None
-        labels = [self._parse(self.label_dir / f"{p.stem}.txt", num_classes) for p in image_files]
+        parsed = [self._parse(self.label_dir / f"{p.stem}.txt", num_classes) for p in image_files]
+        labels = [rows for rows, _ in parsed]
+        self._warn_outside([(p, n) for p, (_, n) in zip(image_files, parsed) if n])
         self._warn_orphans(image_files)
         if class_names is None:
             top = max((int(row[0]) for rows in labels for row in rows), default=-1)
@@ -80,11 +83,12 @@ class YoloDetection(DetectionSource):
         cleaner.report()
 
     @staticmethod
-    def _parse(path: Path, num_classes: int | None) -> list[tuple[float, float, float, float, float]]:
-        """Rows (class, cx, cy, w, h) of one label file; [] when the file does not exist."""
+    def _parse(path: Path, num_classes: int | None) -> tuple[list[tuple[float, float, float, float, float]], int]:
+        """Rows (class, cx, cy, w, h) of one label file ([] when the file does not exist), and the number of
+        lines with coordinates slightly outside [0, 1]."""
         if not path.is_file():
-            return []
-        rows = []
+            return [], 0
+        rows, outside = [], 0
         for lineno, line in enumerate(path.read_text().splitlines(), start=1):
             fields = line.split()
             if not fields:
@@ -103,12 +107,21 @@ class YoloDetection(DetectionSource):
             coords = np.array(values[1:], dtype=np.float64)
             if not np.all(np.isfinite(coords)) or coords.min() < -NORM_TOLERANCE or coords.max() > 1 + NORM_TOLERANCE:
                 raise DataError(f"{path} line {lineno}: coordinates must be normalised to [0, 1], got {line.strip()!r}")
+            outside += int(coords.min() < 0 or coords.max() > 1)
             if len(fields) == 5:
                 rows.append((cls, *coords))
             else:
                 xs, ys = coords[0::2], coords[1::2]
                 rows.append((cls, (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2, xs.max() - xs.min(), ys.max() - ys.min()))
-        return rows
+        return rows, outside
+
+    def _warn_outside(self, files: list[tuple[Path, int]]) -> None:
+        """One warning for the label lines clipped into [0, 1], counted and naming the files."""
+        if files:
+            names = [f"{p.stem}.txt" for p, _ in files]
+            warnings.warn(f"clipped {sum(n for _, n in files)} label lines in {len(files)} files of {self.label_dir} "
+                          f"whose coordinates were slightly outside [0, 1]: {', '.join(names[:10])}"
+                          + (" ..." if len(names) > 10 else ""), stacklevel=3)
 
     def _warn_orphans(self, image_files: list[Path]) -> None:
         if not self.label_dir.is_dir():

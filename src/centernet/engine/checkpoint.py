@@ -1,15 +1,32 @@
-"""Checkpoints that carry their configuration, so eval / predict / export need only the file."""
+"""Checkpoints that carry their configuration, so eval / predict / export need only the file.
+
+A checkpoint holds tensors and plain data only (the config and history as dicts / lists / numbers /
+strings, optimizer state as tensors), is read with ``weights_only=True`` (never running code from the
+file), and is written atomically and durably: temp file, fsync, rename, fsync of the folder.
+"""
 from __future__ import annotations
 
+import os
+from collections import Counter, OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
+import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..config import ExperimentConfig
+from ..models.official import CheckpointMismatchError, LoadReport
+from ..models.weights_file import CheckpointFileError, load_weights_file
 
 FORMAT = "centernet-checkpoint-v1"
+PLAIN_SCALARS = (bool, int, float, str, type(None))
+MAX_LISTED = 5  # tensors named per kind of mismatch
+
+__all__ = ["FORMAT", "CheckpointFileError", "CheckpointMismatchError", "save_checkpoint", "read_checkpoint",
+           "checkpoint_config", "load_checkpoint", "load_model_state", "atomic_write", "finite_state", "plain",
+           "unwrap"]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -18,23 +35,116 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def save_checkpoint(path: str | Path, cfg: ExperimentConfig, model: nn.Module, **state: Any) -> None:
-    """Write {format, config, model, **state} atomically (a crash never leaves half a file)."""
+# ------------------------------------------------------------------------------------------------ writing
+def plain(value: Any, where: str = "checkpoint") -> Any:
+    """``value`` with NumPy scalars turned into Python numbers; raises ``TypeError`` for anything that
+    ``weights_only=True`` could not read back (so an unreadable checkpoint is never written)."""
+    if isinstance(value, Tensor):
+        return value.detach()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, PLAIN_SCALARS):
+        return value
+    if isinstance(value, Counter):  # MultiStepLR milestones
+        return Counter({plain(k, where): plain(v, where) for k, v in value.items()})
+    if isinstance(value, Mapping):
+        items = {k: plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+        if not isinstance(value, OrderedDict):
+            return items
+        ordered = OrderedDict(items)
+        if hasattr(value, "_metadata"):  # a state dict's module versions (read by load_state_dict)
+            ordered._metadata = plain(value._metadata, where)  # type: ignore[attr-defined]
+        return ordered
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v, f"{where}[{i}]") for i, v in enumerate(value))
+    raise TypeError(f"cannot store a {type(value).__name__} at {where} in a checkpoint "
+                    "(tensors and plain data only)")
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write(file)`` so that it is either the old or the complete new file, even
+    after a crash or power loss: a temp file in the same folder, fsync, rename over ``path``, fsync folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "config": cfg.to_dict(), "model": unwrap(model).state_dict(), **state}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: str | Path, cfg: ExperimentConfig, model: nn.Module, **state: Any) -> Path:
+    """Write {format, config, model, **state} atomically and durably (see :func:`atomic_write`)."""
+    payload = plain({"format": FORMAT, "config": cfg.to_dict(), "model": unwrap(model).state_dict(), **state})
+    return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def finite_state(model: nn.Module) -> bool:
+    """Whether every floating-point parameter and buffer of ``model`` is finite."""
+    tensors = [t for t in unwrap(model).state_dict().values() if t.is_floating_point()]
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+# ------------------------------------------------------------------------------------------------ reading
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The content of a checkpoint written by :func:`save_checkpoint`, read without running code.
+
+    Raises :class:`CheckpointFileError` (a ``ValueError``) with one line naming ``path``: not found,
+    ``not a complete checkpoint``, ``refused`` (it would need code execution), or not a centernet file.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = load_weights_file(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = " (an original CenterNet file? use centernet.load_official_checkpoint)" \
             if isinstance(payload, dict) and "state_dict" in payload else ""
-        raise ValueError(f"{path} is not a centernet checkpoint{hint}")
+        raise CheckpointFileError(f"{path} is not a centernet checkpoint{hint}")
+    model = payload.get("model")
+    if not isinstance(payload.get("config"), dict) or not isinstance(model, Mapping) \
+            or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in model.items()):
+        raise CheckpointFileError(f"not a complete checkpoint: {path} (no config or no model tensors)")
     return payload
+
+
+def checkpoint_config(payload: dict[str, Any], path: str | Path) -> ExperimentConfig:
+    """The :class:`ExperimentConfig` stored in a checkpoint's ``payload`` (errors name ``path``)."""
+    try:
+        return ExperimentConfig.from_dict(payload["config"])
+    except (ValueError, TypeError) as err:
+        raise CheckpointFileError(f"{path}: its config cannot be read: {err}") from None
+
+
+def load_model_state(model: nn.Module, state: Mapping[str, Tensor], path: str | Path) -> None:
+    """``model.load_state_dict(state)``, or :class:`CheckpointMismatchError` naming ``path`` and the
+    missing, unexpected and mis-shaped tensors (a checkpoint of another architecture or task)."""
+    ours = model.state_dict()
+    report = LoadReport(
+        missing=[(k, tuple(v.shape)) for k, v in ours.items() if k not in state],
+        unexpected=[(k, tuple(v.shape)) for k, v in state.items() if k not in ours],
+        mismatched=[(k, tuple(state[k].shape), tuple(v.shape)) for k, v in ours.items()
+                    if k in state and state[k].shape != v.shape])
+    if not report.ok:
+        arch = getattr(model, "arch", type(model).__name__)
+        raise CheckpointMismatchError(f"{path}: the weights do not fit the {arch!r} model of its config "
+                                      f"(another architecture or task?): {report.describe(MAX_LISTED)}")
+    model.load_state_dict(state)

@@ -55,6 +55,23 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
         dist.broadcast(buffer.data, src)
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``; a device this machine lacks is a
+    ``ValueError`` that says so (not a failure deep inside the first CUDA call)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA devices exist")
+    return device
+
+
 def device_for_rank(device: torch.device) -> torch.device:
     """On CUDA each process takes the GPU of its LOCAL_RANK."""
     if device.type == "cuda" and is_distributed():

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import cv2
 import numpy as np
@@ -81,19 +83,27 @@ class Predictor:
             progress: bool = True) -> dict[str, Any]:
         """Predict on an image, a folder of images or a video; write drawings and ``detections.json``.
 
-        Returns {"images": n, "images_per_s": f, "json": path}.
+        Boxes are clipped to the image. A file of a folder that cannot be read is skipped and reported (one
+        counted warning naming the files); the others are processed. Returns {"images": n,
+        "images_per_s": f, "json": path, "skipped": ["<file>: <problem>", ...]}.
         """
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         frames = FrameSource(source)
+        out_dir.mkdir(parents=True, exist_ok=True)
         results: list[dict[str, Any]] = []
+        skipped: list[str] = []
         writer = None
         start, count = time.perf_counter(), 0
-        for frame_id, (name, image) in enumerate(tqdm(frames, desc="predict", disable=None if progress else True,
-                                                      total=getattr(frames, "total", None))):
+        for frame_id, frame in enumerate(tqdm(frames, desc="predict", disable=None if progress else True,
+                                              total=getattr(frames, "total", None))):
+            if frame.image is None:
+                skipped.append(frame.error or frame.name)
+                continue
+            image = frame.image
             pred = self(image)
+            pred.rows = clip_boxes(pred.rows, image.shape[1], image.shape[0])
             meta = {**pred.meta, "image_id": frame_id}
-            results += [dict(r, file_name=name) for r in self.task.to_results(pred.rows, meta, self.cat_ids)
+            results += [dict(r, file_name=frame.name) for r in self.task.to_results(pred.rows, meta, self.cat_ids)
                         if r["score"] >= score_thresh]
             drawn = self.draw(image, pred, score_thresh, heatmap)
             if frames.video:
@@ -103,18 +113,44 @@ class Predictor:
                                              cv2.VideoWriter_fourcc(*"mp4v"), frames.fps, (w, h))
                 writer.write(drawn)
             else:
-                cv2.imwrite(str(out_dir / f"{Path(name).stem}_pred.jpg"), drawn)
+                cv2.imwrite(str(out_dir / f"{frame.stem}_pred.jpg"), drawn)
             count += 1
         if writer is not None:
             writer.release()
         elapsed = time.perf_counter() - start
+        if skipped and not count:
+            raise DataError(skipped[0] if len(skipped) == 1 else
+                            f"none of the {len(skipped)} files could be read: {'; '.join(skipped[:5])}")
+        if skipped:
+            warnings.warn(f"skipped {len(skipped)} of {len(skipped) + count} files that could not be read: "
+                          f"{'; '.join(skipped[:10])}" + (" ..." if len(skipped) > 10 else ""), stacklevel=2)
         json_path = out_dir / "detections.json"
         json_path.write_text(json.dumps(results))
-        return {"images": count, "images_per_s": count / max(elapsed, 1e-9), "json": str(json_path)}
+        return {"images": count, "images_per_s": count / max(elapsed, 1e-9), "json": str(json_path),
+                "skipped": skipped}
+
+
+def clip_boxes(rows: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Detection rows [K, D] with the box columns (x1, y1, x2, y2 = columns 0-3) clipped to the image."""
+    rows = rows.copy()
+    rows[:, [0, 2]] = rows[:, [0, 2]].clip(0, width)
+    rows[:, [1, 3]] = rows[:, [1, 3]].clip(0, height)
+    return rows
+
+
+class Frame(NamedTuple):
+    """One input of :class:`FrameSource`: its name, the image (None when unreadable, ``error`` says why)
+    and the stem its drawing is saved under (unique within the folder: ``a.jpg`` and ``a.png`` -> ``a_jpg``,
+    ``a_png``)."""
+
+    name: str
+    image: np.ndarray | None
+    error: str | None
+    stem: str
 
 
 class FrameSource:
-    """Iterate (name, BGR image) over an image file, a folder of images or a video file."""
+    """Iterate :class:`Frame` s over an image file, a folder of images or a video file."""
 
     def __init__(self, source: str | Path) -> None:
         self.path = Path(source)
@@ -130,7 +166,7 @@ class FrameSource:
             self.total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
             cap.release()
         elif self.path.is_dir():
-            self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not self.files:
                 raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {self.path}")
             self.total = len(self.files)
@@ -141,7 +177,7 @@ class FrameSource:
     def __len__(self) -> int:
         return self.total or 0
 
-    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+    def __iter__(self) -> Iterator[Frame]:
         if self.video:
             cap = cv2.VideoCapture(str(self.path))
             index = 0
@@ -149,9 +185,15 @@ class FrameSource:
                 ok, frame = cap.read()
                 if not ok:
                     break
-                yield f"{self.path.stem}_{index:06d}", frame
+                name = f"{self.path.stem}_{index:06d}"
+                yield Frame(name, frame, None, name)
                 index += 1
             cap.release()
-        else:
-            for path in self.files:
-                yield path.name, read_image(path)
+            return
+        stems = Counter(p.stem for p in self.files)
+        for path in self.files:
+            stem = path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix[1:]}"
+            try:
+                yield Frame(path.name, read_image(path), None, stem)
+            except DataError as err:
+                yield Frame(path.name, None, str(err), stem)

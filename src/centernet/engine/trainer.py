@@ -1,13 +1,21 @@
-"""The one trainer: Adam with the step schedule, AMP on CUDA, DDP under torchrun, resumable checkpoints."""
+"""The one trainer: Adam with the step schedule, AMP on CUDA, DDP under torchrun, resumable checkpoints.
+
+A step whose loss or gradients are not finite is skipped (weights, optimizer state and batch-norm
+statistics unchanged) and counted; ``train.max_bad_steps`` of them in a row stop the run with
+:class:`TrainingDiverged`, naming the last good checkpoint. Non-finite weights are never saved.
+"""
 from __future__ import annotations
 
-import json
 import math
+import random
 import time
 import warnings
+from bisect import bisect_right
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
@@ -18,14 +26,18 @@ from ..data.pipeline import TrainDataset, collate
 from ..data.sample import DetectionSource
 from ..tasks.base import Task
 from . import distributed as dist_utils
-from .checkpoint import read_checkpoint, save_checkpoint, unwrap
+from .distributed import resolve_device
+from .checkpoint import finite_state, load_model_state, read_checkpoint, save_checkpoint, unwrap
+from .errors import TrainingDiverged
 from .evaluator import EvalSettings
+from .rundir import append_log, write_config, write_log
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (call before building the model: its initial weights depend on it)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def train_dataset(cfg: ExperimentConfig, source: DetectionSource, task: Task) -> TrainDataset:
@@ -71,6 +83,10 @@ class Trainer:
         self.per_rank_batch = t.batch_size // self.world
         self.epoch, self.step, self.best = 0, 0, -math.inf
         self.history: list[dict[str, Any]] = []
+        self.bad_in_row, self.skipped = 0, 0  # steps with a non-finite loss / gradient: in a row, this epoch
+        self.last_good: tuple[Path, int] | None = None  # (checkpoint, epoch) last written or resumed from
+        self._buffers = list(unwrap(model).buffers())
+        self._shadow = [b.detach().clone() for b in self._buffers]  # batch-norm statistics before the step
 
     # -- data --------------------------------------------------------------------------------------------
     def _loader(self, epoch: int) -> DataLoader:
@@ -88,29 +104,101 @@ class Trainer:
 
     # -- state -------------------------------------------------------------------------------------------
     def save(self, name: str) -> Path:
+        """Write ``name`` in the run folder, unless the weights are not finite (then nothing is overwritten
+        and :class:`TrainingDiverged` names the last good checkpoint)."""
         path = self.out_dir / name
+        if not finite_state(self.model):  # every rank holds the same weights: every rank stops
+            raise TrainingDiverged(f"the weights are not finite after epoch {self.epoch}; {path} was not "
+                                   f"overwritten. {self._last_good_text()}")
         if self.rank == 0:
             save_checkpoint(path, self.cfg, self.model, epoch=self.epoch, step=self.step, best=self.best,
                             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                             scaler=self.scaler.state_dict(), history=self.history)
+        if name == "last.pth":
+            self.last_good = (path, self.epoch)
         return path
 
-    def resume(self, path: str | Path) -> None:
-        """Continue from a checkpoint written by :meth:`save` (weights, optimizer, schedule, epoch)."""
-        payload = read_checkpoint(path)
-        unwrap(self.model).load_state_dict(payload["model"])
+    def resume(self, path: str | Path, payload: dict[str, Any] | None = None) -> None:
+        """Continue from a checkpoint written by :meth:`save` (weights, optimizer, schedule, epoch).
+
+        A learning rate schedule (``lr``, ``lr_steps``, ``lr_factor``) in this trainer's config that differs
+        from the checkpoint's replaces it from the checkpoint's epoch on. ``payload``: the file's content
+        when already read."""
+        payload = payload if payload is not None else read_checkpoint(path)
+        load_model_state(unwrap(self.model), payload["model"], path)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
-        self.scaler.load_state_dict(payload["scaler"])
+        if payload.get("scaler") and self.scaler.is_enabled():  # empty when written without AMP
+            self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.step, self.best = payload["epoch"], payload["step"], payload["best"]
-        self.history = payload.get("history", [])
+        self.history = [r for r in payload.get("history", []) if r.get("epoch", 0) <= self.epoch]
+        self.last_good = (Path(path), self.epoch)
+        saved = payload["config"].get("train", {})
+        t = self.cfg.train
+        if (saved.get("lr"), list(saved.get("lr_steps", ())), saved.get("lr_factor")) != \
+                (t.lr, list(t.lr_steps), t.lr_factor):
+            self._set_schedule(t.lr, t.lr_steps, t.lr_factor)
 
-    def _log(self, record: dict[str, Any]) -> None:
-        if self.rank != 0:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.out_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+    def _set_schedule(self, lr: float, steps: tuple[int, ...], factor: float) -> None:
+        """Replace the step schedule: the rate at the current epoch is ``lr * factor ** (steps passed)``."""
+        self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
+        self.scheduler.milestones = Counter(steps)
+        self.scheduler.gamma = factor
+        current = lr * factor ** bisect_right(sorted(steps), self.scheduler.last_epoch)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"], group["lr"] = lr, current
+        self.scheduler._last_lr = [current] * len(self.optimizer.param_groups)
+
+    def _last_good_text(self) -> str:
+        if self.last_good is None:
+            return "No checkpoint was written by this run."
+        path, epoch = self.last_good
+        return f"The last good checkpoint is {path} (epoch {epoch})."
+
+    # -- steps -------------------------------------------------------------------------------------------
+    def _step(self, loss: torch.Tensor) -> bool:
+        """Backward and optimizer step; False (and nothing changed) when the loss or a gradient is not finite.
+
+        Without AMP, the loss and the gradient norm are checked before the step (all processes agree). With
+        AMP, the GradScaler skips steps with inf / NaN gradients by itself (normal while it calibrates its
+        scale, so such steps are not counted); a non-finite loss is still a bad step."""
+        self.scaler.scale(loss).backward()
+        finite = torch.isfinite(loss.detach())
+        if self.amp:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            if grads:
+                finite = finite & torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        if self.world > 1:
+            flag = finite.to(torch.float32)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+            finite = flag > 0
+        if not bool(finite):
+            return False
+        if not self.amp:
+            self.optimizer.step()
+        return True
+
+    def _bad_step(self, loss: torch.Tensor, terms: dict[str, torch.Tensor], index: int) -> None:
+        """Undo the batch-norm statistics of a skipped step, count it, stop after too many in a row."""
+        self._copy_buffers(self._shadow, self._buffers)
+        self.bad_in_row += 1
+        self.skipped += 1
+        if self.bad_in_row >= self.cfg.train.max_bad_steps:
+            bad = [k for k, v in terms.items() if not torch.isfinite(v)] or ["the gradients"]
+            raise TrainingDiverged(
+                f"training diverged: {self.bad_in_row} steps in a row with a non-finite loss or gradient "
+                f"(epoch {self.epoch + 1}, step {index + 1}; loss {loss.item():g}; non-finite: {', '.join(bad)}); "
+                f"try a lower learning rate. {self._last_good_text()}")
+
+    @staticmethod
+    @torch.no_grad()
+    def _copy_buffers(source: list[torch.Tensor], target: list[torch.Tensor]) -> None:
+        """Copy the buffers (batch-norm statistics) before a step, or back after a skipped one."""
+        for src, dst in zip(source, target):
+            dst.copy_(src)
 
     # -- loop --------------------------------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
@@ -121,19 +209,21 @@ class Trainer:
         sums: dict[str, float] = {}
         bar = tqdm(total=steps, desc=f"epoch {self.epoch + 1}/{t.epochs}", disable=None if self.progress else True, leave=False)
         start = time.perf_counter()
+        self.skipped = 0
         for i, batch in enumerate(loader):
             if i >= steps:
                 break
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            self._copy_buffers(self._buffers, self._shadow)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 outputs = self.model(batch["input"])
             loss, terms = self.task.loss(outputs, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {self.epoch + 1} step {i}: {terms}")
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            if not self._step(loss):
+                self._bad_step(loss, terms, i)
+                bar.update()
+                continue
+            self.bad_in_row = 0
             self.step += 1
             values = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
             for k, v in values.items():
@@ -143,9 +233,15 @@ class Trainer:
         bar.close()
         dist_utils.broadcast_buffers(unwrap(self.model))  # every rank evaluates / saves rank 0's model
         elapsed = time.perf_counter() - start
-        means = dist_utils.average({k: v / max(steps, 1) for k, v in sums.items()}, self.device)
+        means = dist_utils.average({k: v / max(steps - self.skipped, 1) for k, v in sums.items()}, self.device)
         means["images_per_s"] = steps * t.batch_size / max(elapsed, 1e-9)
+        means["skipped_steps"] = self.skipped
         return means
+
+    def _headline(self, metrics: dict[str, float]) -> float | None:
+        """The metric that decides ``best.pth`` (None when missing or not finite: never "better")."""
+        value = metrics.get(self.headline)
+        return float(value) if value is not None and math.isfinite(value) else None
 
     def validate(self) -> dict[str, float]:
         """The task scorer's metrics on the validation source (each rank scores a shard; rank 0 merges)."""
@@ -156,28 +252,38 @@ class Trainer:
         return metrics
 
     def fit(self) -> dict[str, Any]:
+        """Train up to ``train.epochs``. ``config.json`` is (re)written and ``log.jsonl`` restarts from the
+        records of the checkpoint the run continues from (none for a new run), so no epoch is logged twice.
+
+        Returns {"best_AP": best headline metric or None, "history": records, "out_dir": folder}."""
         t = self.cfg.train
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
+            write_config(self.out_dir, self.cfg)
+            write_log(self.out_dir, self.history)
+            if self.epoch >= t.epochs and self.progress:
+                tqdm.write(f"nothing to train: the run is at epoch {self.epoch} of {t.epochs} "
+                           "(pass --epochs N to train longer)")
         while self.epoch < t.epochs:
             record: dict[str, Any] = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
             record.update(self.train_epoch())
             self.scheduler.step()
             self.epoch += 1
             last = self.epoch == t.epochs
+            self.history.append(record)
             if self.val_source is not None and t.val_interval and (self.epoch % t.val_interval == 0 or last):
                 metrics = self.validate()
                 record.update({f"val_{k}": v for k, v in metrics.items()})
-                score = metrics.get(self.headline, -math.inf)
-                if score > self.best:
+                score = self._headline(metrics)
+                if score is not None and score > self.best:
                     self.best = score
                     self.save("best.pth")
-            self.history.append(record)
-            self._log(record)
+            if self.rank == 0:
+                append_log(self.out_dir, record)
             self.save("last.pth")
             if self.progress:
                 shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float)}
                 tqdm.write(f"epoch {self.epoch}: {shown}")
-        return {"best_AP": self.best, "history": self.history, "out_dir": str(self.out_dir)}
+        best = self.best if math.isfinite(self.best) else None
+        return {"best_AP": best, "history": self.history, "out_dir": str(self.out_dir)}
 

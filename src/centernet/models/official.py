@@ -13,7 +13,6 @@ when trained with DataParallel). Our modules keep the original structure, so con
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -24,6 +23,7 @@ from torch import Tensor, nn
 from .backbones.dla import DLA
 from .backbones.hourglass import Hourglass
 from .backbones.resnet import ResNet
+from .weights_file import load_weights_file
 
 StateSource = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
@@ -82,21 +82,14 @@ def _listing(title: str, items: list[str], max_listed: int) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- reading
-def read_checkpoint(source: StateSource, trusted: bool = False) -> tuple[dict[str, Tensor], int | None]:
+def read_checkpoint(source: StateSource) -> tuple[dict[str, Tensor], int | None]:
     """Tensors of a checkpoint (``{'epoch', 'state_dict'}``, ``{'model': ...}`` or a bare state dict, in
     the zip or the legacy pre-1.6 format) with wrapper prefixes such as ``module.`` stripped, and its epoch.
 
-    Files load with ``weights_only=True`` (enough for the original's files, legacy format included);
-    ``trusted=True`` allows full unpickling for files that also pickle other objects.
+    Files are read by :func:`load_weights_file` (``weights_only=True``: enough for the original's files,
+    legacy format included); a file that pickles other objects is refused, never unpickled.
     """
-    if isinstance(source, Mapping):
-        obj: Any = source
-    else:
-        try:
-            obj = torch.load(source, map_location="cpu", weights_only=not trusted)
-        except pickle.UnpicklingError as err:
-            raise ValueError(f"{source}: not loadable with weights_only=True; pass trusted=True if you trust "
-                             f"the file ({err})") from err
+    obj: Any = source if isinstance(source, Mapping) else load_weights_file(source)
     epoch = None
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
@@ -105,7 +98,8 @@ def read_checkpoint(source: StateSource, trusted: bool = False) -> tuple[dict[st
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping):
-        raise ValueError(f"checkpoint holds a {type(obj).__name__}, not a state dict")
+        where = "" if isinstance(source, Mapping) else f"{source}: "
+        raise ValueError(f"{where}checkpoint holds a {type(obj).__name__}, not a state dict")
     state = {_strip_wrappers(k): v for k, v in obj.items() if isinstance(v, Tensor)}
     return state, (int(epoch) if isinstance(epoch, int) else None)
 
@@ -169,12 +163,11 @@ def _is_optional(key: str) -> bool:
     return key.endswith("num_batches_tracked")  # absent from files of old PyTorch versions
 
 
-def load_official_checkpoint(model: nn.Module, path_or_state: StateSource, strict: bool = True,
-                             trusted: bool = False) -> LoadReport:
+def load_official_checkpoint(model: nn.Module, path_or_state: StateSource, strict: bool = True) -> LoadReport:
     """Load an original CenterNet checkpoint into ``model`` (built by ``build_model`` for the same arch
     and heads). ``strict`` raises :class:`CheckpointMismatchError` unless every tensor fits; otherwise
     the fitting tensors are loaded and the rest reported."""
-    state, epoch = read_checkpoint(path_or_state, trusted=trusted)
+    state, epoch = read_checkpoint(path_or_state)
     ours = model.state_dict()
     to_ours = {official_name(model, k): k for k in ours}
     unused = _unused_official(model)
@@ -204,7 +197,7 @@ def load_official_checkpoint(model: nn.Module, path_or_state: StateSource, stric
     return report
 
 
-def load_pretrained_backbone(model: nn.Module, path_or_state: StateSource, trusted: bool = False) -> LoadReport:
+def load_pretrained_backbone(model: nn.Module, path_or_state: StateSource) -> LoadReport:
     """Load ImageNet weights into ``model.backbone`` (or ``model`` itself if it has none).
 
     Takes the original files (``resnet18-5c106cde.pth``, ``dla34-ba72cf86.pth``), torchvision's and timm's
@@ -212,7 +205,7 @@ def load_pretrained_backbone(model: nn.Module, path_or_state: StateSource, trust
     reported (timm's DLA lacks the original's never-used ``project`` layers); raises
     :class:`CheckpointMismatchError` only if no tensor fits.
     """
-    state, epoch = read_checkpoint(path_or_state, trusted=trusted)
+    state, epoch = read_checkpoint(path_or_state)
     target = getattr(model, "backbone", model)
     ours = target.state_dict()
     report = LoadReport(epoch=epoch)

@@ -1,0 +1,212 @@
+"""Run folders: where a training run writes, so that no run overwrites or loses another's work.
+
+* A new run goes to a fresh numbered folder (``runs/train``, ``runs/train2``, ...) unless the user names
+  one (``--out``, ``--set train.out_dir=...`` or a ``--config`` file); a named folder that already holds a run
+  is refused unless ``exist_ok`` (the new run then replaces it).
+* ``--resume PATH`` continues in PATH's own folder with the checkpoint's own configuration. Overrides that
+  only steer the rest of the run apply (:data:`RESUMABLE`: epochs, learning rate schedule, validation,
+  devices, data paths); any other change is refused with a message, never recorded while ignored.
+* ``config.json`` and ``log.jsonl`` are strict JSON (a non-finite number is written as ``null``), and
+  ``log.jsonl`` holds exactly one record per epoch of the checkpoint it continues from.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import ExperimentConfig, override
+from . import distributed as dist_utils
+from .checkpoint import atomic_write, checkpoint_config, read_checkpoint
+
+#: files whose presence means a folder holds a run
+RUN_FILES = ("last.pth", "best.pth", "log.jsonl", "config.json")
+#: config fields an override may change when resuming (the rest are refused)
+RESUMABLE = frozenset({
+    "train.epochs", "train.lr", "train.lr_steps", "train.lr_factor", "train.val_interval",
+    "train.max_steps_per_epoch", "train.max_bad_steps", "train.device", "train.amp", "train.sync_bn",
+    "data.num_workers", "data.verify", "data.train", "data.train_images", "data.val", "data.val_images",
+})
+MAX_NUMBERED = 10_000  # runs/train .. runs/train9999
+
+
+class RunFolderError(ValueError):
+    """A run folder or resume request that would overwrite work or silently ignore a setting."""
+
+
+# ------------------------------------------------------------------------------------------ new runs
+def run_files(folder: str | Path) -> list[str]:
+    """The run files (:data:`RUN_FILES`) present in ``folder``."""
+    folder = Path(folder)
+    return [name for name in RUN_FILES if (folder / name).exists()]
+
+
+def out_dir_given(assignments: list[str]) -> bool:
+    """Whether ``section.key=value`` overrides name ``train.out_dir``."""
+    return any(item.split("=", 1)[0].strip() == "train.out_dir" for item in assignments)
+
+
+def claim_run_dir(out_dir: str | Path, explicit: bool, exist_ok: bool = False) -> Path:
+    """The folder a new run writes to (created). ``explicit``: the user named ``out_dir``, which is refused
+    if it holds a run (unless ``exist_ok``); otherwise the first free one of ``out_dir``, ``out_dir2``, ...
+    Under torchrun, rank 0 decides and every process gets its answer."""
+    chosen: list[Any] = [None]
+    if dist_utils.rank() == 0:
+        try:
+            chosen[0] = str(_claim(Path(out_dir), explicit, exist_ok))
+        except RunFolderError as err:
+            chosen[0] = err
+    if dist_utils.is_distributed():
+        torch.distributed.broadcast_object_list(chosen, src=0)
+    if isinstance(chosen[0], BaseException):
+        raise chosen[0]
+    return Path(chosen[0])
+
+
+def _claim(out_dir: Path, explicit: bool, exist_ok: bool) -> Path:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunFolderError(f"run folder {out_dir} is a file")
+    if explicit:
+        present = run_files(out_dir)
+        if present and not exist_ok:
+            raise RunFolderError(f"{out_dir} already holds a run ({', '.join(present)}): pass --exist-ok to "
+                                 f"replace it, --resume {out_dir / 'last.pth'} to continue it, or another --out")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return out_dir
+    for number in range(1, MAX_NUMBERED):
+        candidate = out_dir if number == 1 else out_dir.with_name(f"{out_dir.name}{number}")
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)  # atomic: two runs never pick the same folder
+            return candidate
+        except FileExistsError:
+            continue
+    raise RunFolderError(f"no free run folder {out_dir}2 .. {out_dir}{MAX_NUMBERED - 1}; pass --out")
+
+
+# ------------------------------------------------------------------------------------------ resuming
+@dataclass
+class Resume:
+    """A checkpoint to continue: its path, content and configuration (``out_dir`` = its own folder)."""
+
+    path: Path
+    payload: dict[str, Any]
+    saved: ExperimentConfig
+
+
+def resume_config(checkpoint: str | Path, assignments: list[str],
+                  base: ExperimentConfig | None = None) -> tuple[ExperimentConfig, Resume]:
+    """The configuration to continue ``checkpoint`` with: its own (or ``base``, e.g. the run's config.json),
+    with ``assignments`` applied, writing into the checkpoint's folder. :func:`check_resume` then refuses
+    what differs from the checkpoint's own and cannot apply."""
+    path = Path(checkpoint)
+    payload = read_checkpoint(path)
+    missing = [k for k in ("optimizer", "scheduler", "epoch") if k not in payload]
+    if missing:
+        raise RunFolderError(f"{path} cannot be resumed: it holds weights only (no {', '.join(missing)})")
+    saved = checkpoint_config(payload, path)
+    saved.train.out_dir = str(path.parent)
+    start = copy.deepcopy(base if base is not None else saved)
+    start.train.out_dir = saved.train.out_dir
+    return override(start, assignments), Resume(path, payload, saved)
+
+
+def check_resume(cfg: ExperimentConfig, resume: Resume) -> list[str]:
+    """Refuse changes of the checkpoint's configuration that a resumed run cannot honour; returns the
+    applied ones as ``"field old -> new"``."""
+    changed = _differences(resume.saved, cfg)
+    out = changed.pop("train.out_dir", None)
+    if out is not None and Path(out[1]).resolve() != resume.path.parent.resolve():
+        raise RunFolderError(f"--resume continues in the checkpoint's own folder {resume.path.parent}; "
+                             f"--out {out[1]} is not used with it (copy the checkpoint there to branch a run)")
+    refused = sorted(set(changed) - RESUMABLE)
+    if refused:
+        shown = "; ".join(f"{k} {_short(changed[k][0])} -> {_short(changed[k][1])}" for k in refused)
+        raise RunFolderError(f"--resume {resume.path}: a resumed run keeps its model, data geometry, task and "
+                             f"batch; cannot change {shown} (start a new run instead)")
+    return [f"{k} {_short(a)} -> {_short(b)}" for k, (a, b) in sorted(changed.items())]
+
+
+def _differences(a: ExperimentConfig, b: ExperimentConfig) -> dict[str, tuple[Any, Any]]:
+    da, db = a.to_dict(), b.to_dict()
+    return {f"{section}.{key}": (da[section][key], db[section][key])
+            for section in da for key in da[section] if da[section][key] != db[section][key]}
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ------------------------------------------------------------------------------------------ checks
+def read_config_file(path: str | Path) -> ExperimentConfig:
+    """A ``config.json`` (as a run writes it); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        return ExperimentConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError, AttributeError) as err:  # json errors are ValueErrors
+        raise ValueError(f"{path}: not a usable config file ({err})") from None
+
+
+def validate_train_config(cfg: ExperimentConfig) -> None:
+    """Refuse values a run cannot start with, naming the field (types are checked by the config itself)."""
+    from ..models import INPUT_MULTIPLE
+
+    t, d = cfg.train, cfg.data
+    rules = [
+        ("train.batch_size", t.batch_size, t.batch_size >= 1, "at least 1"),
+        ("train.epochs", t.epochs, t.epochs >= 0, "0 or more"),
+        ("train.lr", t.lr, math.isfinite(t.lr) and t.lr > 0, "a positive number"),
+        ("train.max_bad_steps", t.max_bad_steps, t.max_bad_steps >= 1, "at least 1"),
+        ("train.val_interval", t.val_interval, t.val_interval >= 0, "0 (off) or more"),
+        ("train.max_steps_per_epoch", t.max_steps_per_epoch,
+         t.max_steps_per_epoch is None or t.max_steps_per_epoch >= 1, "null or at least 1"),
+        ("data.num_workers", d.num_workers, d.num_workers >= 0, "0 or more"),
+        ("data.down_ratio", d.down_ratio, d.down_ratio >= 1, "at least 1"),
+    ]
+    for name, value, ok, wanted in rules:
+        if not ok:
+            raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    from .distributed import resolve_device
+
+    resolve_device(t.device)  # a device this machine lacks is refused before any work
+    multiple = INPUT_MULTIPLE.get(cfg.model.arch)
+    if multiple and any(v <= 0 or v % multiple for v in d.input_size):
+        raise ValueError(f"data.input_size {list(d.input_size)} must be positive multiples of {multiple} "
+                         f"for {cfg.model.arch}")
+
+
+# ------------------------------------------------------------------------------------------ files
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (strict JSON has no NaN / Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_config(folder: str | Path, cfg: ExperimentConfig) -> Path:
+    """``config.json`` of a run (atomically)."""
+    text = json.dumps(json_safe(cfg.to_dict()), indent=2, allow_nan=False)
+    return atomic_write(Path(folder) / "config.json", lambda f: f.write(text.encode()))
+
+
+def write_log(folder: str | Path, records: list[dict[str, Any]]) -> Path:
+    """Replace ``log.jsonl`` with ``records`` (those of the checkpoint a run starts from)."""
+    text = "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in records)
+    return atomic_write(Path(folder) / "log.jsonl", lambda f: f.write(text.encode()))
+
+
+def append_log(folder: str | Path, record: dict[str, Any]) -> None:
+    """Append one epoch record to ``log.jsonl``."""
+    with open(Path(folder) / "log.jsonl", "a") as f:
+        f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
