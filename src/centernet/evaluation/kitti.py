@@ -75,9 +75,9 @@ def _frame_pairs(frame_a: np.ndarray, frame_b: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _average_precision(curve: np.ndarray, recall_points: int) -> float:
-    step = (N_SAMPLES - 1) // (recall_points - 1) if recall_points == 11 else 1
-    samples = curve[::step] if recall_points == 11 else curve[1:]
-    return float(np.sum(samples) / len(samples) * 100)
+    """Percent. 11 points: samples 0, 4, ..., 40 (recall 0, 0.1, ..., 1); 40 points: samples 1..40."""
+    samples = curve[:: (N_SAMPLES - 1) // 10] if recall_points == 11 else curve[1:]
+    return float(np.mean(samples) * 100)
 
 
 def _evaluate_class(gt: _Table, det: _Table, name: str, min_overlaps: tuple[float, float, float],
@@ -85,7 +85,7 @@ def _evaluate_class(gt: _Table, det: _Table, name: str, min_overlaps: tuple[floa
     name = name.lower()
     of_class = det.type == name
     gi = np.flatnonzero(np.isin(gt.type, (name,) + NEIGHBOURS.get(name, ())))
-    det_height = np.abs(det.box[:, 3] - det.box[:, 1])  # the devkit truncates to int: same "< min"
+    det_height = np.abs(det.box[:, 3] - det.box[:, 1])  # the devkit's int(h) < min iff h < min
     di = np.flatnonzero(of_class | (det_height < max(MIN_HEIGHT)))  # candidates at some difficulty
     ki, ci = np.flatnonzero(of_class), np.flatnonzero(gt.type == "dontcare")
     pair_gt, pair_det = _frame_pairs(gt.frame[gi], det.frame[di])
@@ -112,8 +112,9 @@ def _evaluate_class(gt: _Table, det: _Table, name: str, min_overlaps: tuple[floa
         in_region = in_region > min_overlap
         swallowed = np.zeros(len(det.frame), bool)
         swallowed[ki[np.unique(dc_det[in_region])]] = True
-        for metric_key in (metric, "aos") if metric == "bbox" and compute_aos else (metric,):
-            results[metric_key] = {}
+        results[metric] = {}
+        if metric == "bbox" and compute_aos:
+            results["aos"] = {}
         for d, difficulty in enumerate(DIFFICULTIES):
             gt_ignored = ((gt.type[gi] != name) | (gt.occluded[gi] > MAX_OCCLUSION[d])
                           | (gt.truncated[gi] > MAX_TRUNCATION[d]) | (gt_height < MIN_HEIGHT[d]))

@@ -20,8 +20,8 @@ DIMENSIONS = {"Car": (1.53, 1.63, 3.88), "Van": (2.21, 1.90, 5.08), "Truck": (3.
               "Pedestrian": (1.76, 0.66, 0.84), "Person_sitting": (1.27, 0.59, 0.80), "Cyclist": (1.74, 0.60, 1.76)}
 TYPE_WEIGHTS = {"Car": 8, "Van": 1.5, "Truck": 0.5, "Pedestrian": 3, "Person_sitting": 0.5, "Cyclist": 2}
 # A detector's label confusions: true type -> (reported type, probability).
-CONFUSIONS = {"Car": ("Cyclist", 0.03), "Van": ("Car", 0.5), "Person_sitting": ("Pedestrian", 0.5), "Truck": ("Car", 0.3),
-              "Cyclist": ("Pedestrian", 0.05), "Pedestrian": ("Cyclist", 0.05)}
+CONFUSIONS = {"Car": ("Cyclist", 0.03), "Van": ("Car", 0.5), "Person_sitting": ("Pedestrian", 0.5),
+              "Truck": ("Car", 0.3), "Cyclist": ("Pedestrian", 0.05), "Pedestrian": ("Cyclist", 0.05)}
 CAMERA_HEIGHT = 1.65  # metres: y of the ground
 
 
@@ -55,7 +55,8 @@ def project_box(dimensions: tuple[float, float, float], location: tuple[float, f
     return box, 1.0 - area / ((full[2] - full[0]) * (full[3] - full[1]))
 
 
-def _object(type_: str, dims, loc, ry: float, occluded: int, score: float | None = None) -> KittiObject | None:
+def _object(type_: str, dims: np.ndarray, loc: tuple[float, float, float], ry: float, occluded: int,
+            score: float | None = None) -> KittiObject | None:
     dims, loc, ry = tuple(_r(v) for v in dims), tuple(_r(v) for v in loc), _r(_wrap(ry))
     projected = project_box(dims, loc, ry)
     if projected is None:
@@ -66,7 +67,8 @@ def _object(type_: str, dims, loc, ry: float, occluded: int, score: float | None
                        None if score is None else _r(score, 3))
 
 
-def random_object(rng: np.random.Generator, type_: str | None = None, score: float | None = None) -> KittiObject | None:
+def random_object(rng: np.random.Generator, type_: str | None = None,
+                  score: float | None = None) -> KittiObject | None:
     """An object of a random (or the given) type somewhere in view; None if it fell outside the image."""
     types = list(TYPE_WEIGHTS)
     weights = np.array([TYPE_WEIGHTS[t] for t in types])
@@ -95,13 +97,13 @@ def noisy_detections(objects: list[KittiObject], rng: np.random.Generator, noise
         if obj.type == "DontCare":
             if rng.random() < 0.5:
                 x1, y1, x2, y2 = obj.bbox
-                box = (x1 + 1, y1 + 1, x2 - 1, y2 - 1)
+                box = (_r(x1 + 1), _r(y1 + 1), _r(x2 - 1), _r(y2 - 1))
                 dets.append(KittiObject("Car", 0.0, 0, -1.0, box, (1.5, 1.6, 3.9), (0.0, 1.6, 30.0), 0.0,
                                         _r(rng.uniform(0.05, 0.9), 3)))
             continue
         if obj.type not in DIMENSIONS or rng.random() < miss_rate:
             continue
-        for copy in range(1 + int(rng.random() < 0.1)):
+        for duplicate in range(1 + int(rng.random() < 0.1)):
             type_ = obj.type
             if type_ in CONFUSIONS and rng.random() < CONFUSIONS[type_][1]:
                 type_ = CONFUSIONS[type_][0]
@@ -117,7 +119,7 @@ def noisy_detections(objects: list[KittiObject], rng: np.random.Generator, noise
             dims = np.array(obj.dimensions) * np.exp(rng.normal(0, 0.08 * noise, 3))
             ry = obj.rotation_y + rng.normal(0, 0.25 * noise) + (math.pi if rng.random() < 0.1 else 0.0)
             error = np.abs(jitter / size).mean() + abs(math.log(loc[2] / z))
-            score = 1 / (1 + math.exp(-(2.5 - 25 * error + rng.normal(0, 1.0)))) * (0.6 if copy else 1.0)
+            score = 1 / (1 + math.exp(-(2.5 - 25 * error + rng.normal(0, 1.0)))) * (0.6 if duplicate else 1.0)
             alpha = _r(_wrap(ry - math.atan2(loc[0], loc[2])))
             dets.append(KittiObject(type_, 0.0, 0, alpha, tuple(_r(v) for v in box), tuple(_r(v) for v in dims),
                                     tuple(_r(v) for v in loc), _r(_wrap(ry)), _r(score, 3)))
