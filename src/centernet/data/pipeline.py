@@ -163,4 +163,6 @@ def test_item(prepared, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     """Stack a list of dicts of arrays into a dict of tensors."""
-    return {key: torch.from_numpy(np.stack([item[key] for item in items])) for key in items[0]}
+    # contiguous: np.stack keeps the HWC memory order of transposed images, and torch 2.13's CPU conv backward
+    # crashed (SIGSEGV) on such channels-last 3-channel batches of 3 images here
+    return {key: torch.from_numpy(np.ascontiguousarray(np.stack([item[key] for item in items]))) for key in items[0]}

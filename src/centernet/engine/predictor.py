@@ -63,7 +63,7 @@ class Predictor:
         for scale in tuple(s.scales) or (1.0,):
             prepared = prepare_test_image(image, mean, std, s.input_size, s.pad, s.down_ratio, scale)
             item = test_item(prepared, base)
-            out.append({k: torch.from_numpy(np.asarray(v))[None].to(self.device) for k, v in item.items()})
+            out.append({k: torch.from_numpy(np.ascontiguousarray(v))[None].to(self.device) for k, v in item.items()})
         return out
 
     def __call__(self, image: np.ndarray, meta: Mapping[str, Any] | None = None) -> Prediction:
