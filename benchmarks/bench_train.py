@@ -75,7 +75,8 @@ def main() -> None:
     print(f"training: {args.arch} batch {args.batch} at {args.size} ({torch.get_num_threads()} threads): "
           f"{rate:.2f} images/s (median step {step_s:.2f} s), peak RSS {peak:.2f} GiB")
     for name, seconds in medians.items():
-        print(f"  {name:9s} {seconds * 1e3:8.1f} ms  {args.batch / seconds:8.1f} images/s  {100 * seconds / step_s:5.1f}%")
+        share = 100 * seconds / step_s
+        print(f"  {name:9s} {seconds * 1e3:8.1f} ms  {args.batch / seconds:8.1f} images/s  {share:5.1f}%")
     print(f"one loading worker supplies {load_rate / rate:.1f}x what training consumes")
 
 
