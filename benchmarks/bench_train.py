@@ -1,7 +1,10 @@
-"""Training throughput (images/s, batch 8 at 512x512 by default) and peak memory, and data-loading
-throughput of one worker, measured in one run so their ratio says whether loading limits training.
+"""Training throughput (images/s, batch 8 at 512x512 by default) per step part (forward, loss, backward,
+optimizer; medians) and peak memory, and data-loading throughput of one worker, measured in one run so
+their ratio says whether loading limits training.
 
     python benchmarks/bench_train.py --arch resdcn_18 --size 512 --batch 8 --steps 3
+    python benchmarks/bench_train.py --arch dla_tiny --size 128 --batch 16 --steps 5 \
+        --data runs/demo/data/annotations/instances_train.json      # the demo's step
     python benchmarks/bench_train.py --data ../shared/data/coco_mini/annotations/instances_train2017.json
 """
 from __future__ import annotations
@@ -13,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import torch
 
 from centernet import build_model
@@ -38,28 +42,41 @@ def main() -> None:
     dataset = TrainDataset(source, task, (args.size, args.size))
     n = min(len(dataset), 48)
     dataset[0]
+    cv2.setNumThreads(1)  # as in a DataLoader worker
     start = time.perf_counter()
     items = [dataset[i % len(dataset)] for i in range(n)]
     load_rate = n / (time.perf_counter() - start)
+    cv2.setNumThreads(-1)
     print(f"data loading: {load_rate:.1f} images/s per worker ({Path(spec).name}, {args.size}x{args.size}, "
           f"full augmentation + {task.num_classes}-class targets)")
 
     model = build_model(args.arch, task.heads()).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     batch = collate([items[i % n] for i in range(args.batch)])
-    times = []
+    parts: dict[str, list[float]] = {"forward": [], "loss": [], "backward": [], "optimizer": []}
     for step in range(args.steps + 1):
-        t = time.perf_counter()
-        loss, _ = task.loss(model(batch["input"]), batch)
+        t0 = time.perf_counter()
+        outputs = model(batch["input"])
+        t1 = time.perf_counter()
+        loss, _ = task.loss(outputs, batch)
+        t2 = time.perf_counter()
         optimizer.zero_grad()
         loss.backward()
+        t3 = time.perf_counter()
         optimizer.step()
+        t4 = time.perf_counter()
         if step:  # the first step warms up allocators
-            times.append(time.perf_counter() - t)
-    rate = args.batch / statistics.median(times)
+            for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                parts[name].append(seconds)
+    medians = {name: statistics.median(times) for name, times in parts.items()}
+    step_s = sum(medians.values())
+    rate = args.batch / step_s
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"training: {args.arch} batch {args.batch} at {args.size}: {rate:.2f} images/s "
-          f"(median step {statistics.median(times):.2f} s), peak RSS {peak:.2f} GiB")
+    print(f"training: {args.arch} batch {args.batch} at {args.size} ({torch.get_num_threads()} threads): "
+          f"{rate:.2f} images/s (median step {step_s:.2f} s), peak RSS {peak:.2f} GiB")
+    for name, seconds in medians.items():
+        share = 100 * seconds / step_s
+        print(f"  {name:9s} {seconds * 1e3:8.1f} ms  {args.batch / seconds:8.1f} images/s  {share:5.1f}%")
     print(f"one loading worker supplies {load_rate / rate:.1f}x what training consumes")
 
 

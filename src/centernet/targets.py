@@ -4,6 +4,7 @@ These run in the data pipeline (numpy, per object, never per pixel).
 """
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import numpy as np
@@ -46,12 +47,22 @@ def gaussian_radius(height, width, min_overlap: float = 0.7, variant: RadiusVari
 
 
 def gaussian_kernel(radius: int) -> np.ndarray:
-    """The (2r+1)^2 "umich" kernel: sigma = diameter / 6, values below eps * max set to zero. [d, d]"""
-    diameter = 2 * radius + 1
-    sigma = diameter / 6
-    ax = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-(ax[None, :] ** 2 + ax[:, None] ** 2) / (2 * sigma * sigma))
-    kernel[kernel < np.finfo(kernel.dtype).eps * kernel.max()] = 0
+    """The (2r+1)^2 "umich" kernel: sigma = diameter / 6, values below eps * max set to zero. [d, d] float64,
+    cached per radius and read-only (copy it to modify)."""
+    return _kernel(int(radius), np.float64)
+
+
+@functools.lru_cache(maxsize=512)
+def _kernel(radius: int, dtype: type) -> np.ndarray:
+    if dtype is not np.float64:
+        kernel = _kernel(radius, np.float64).astype(dtype)
+    else:
+        diameter = 2 * radius + 1
+        sigma = diameter / 6
+        ax = np.arange(-radius, radius + 1, dtype=np.float64)
+        kernel = np.exp(-(ax[None, :] ** 2 + ax[:, None] ** 2) / (2 * sigma * sigma))
+        kernel[kernel < np.finfo(kernel.dtype).eps * kernel.max()] = 0
+    kernel.flags.writeable = False
     return kernel
 
 
@@ -61,7 +72,6 @@ def draw_gaussian(heatmap: np.ndarray, center, radius: int, k: float = 1.0) -> n
     ``center`` is (x, y) in map pixels; its integer part is the peak. The kernel is clipped at the borders.
     """
     radius = int(radius)
-    kernel = gaussian_kernel(radius)
     x, y = int(center[0]), int(center[1])
     height, width = heatmap.shape[:2]
     left, right = min(x, radius), min(width - x, radius + 1)
@@ -69,8 +79,12 @@ def draw_gaussian(heatmap: np.ndarray, center, radius: int, k: float = 1.0) -> n
     if left + right <= 0 or top + bottom <= 0:
         return heatmap
     region = heatmap[y - top : y + bottom, x - left : x + right]
-    patch = kernel[radius - top : radius + bottom, radius - left : radius + right] * k
-    np.maximum(region, patch.astype(heatmap.dtype), out=region)
+    rows, cols = slice(radius - top, radius + bottom), slice(radius - left, radius + right)
+    if k == 1.0:  # the kernel rounded once to the map's type, as (kernel * 1.0).astype(dtype) would be
+        patch = _kernel(radius, heatmap.dtype.type)[rows, cols]
+    else:
+        patch = (_kernel(radius, np.float64)[rows, cols] * k).astype(heatmap.dtype)
+    np.maximum(region, patch, out=region)
     return heatmap
 
 

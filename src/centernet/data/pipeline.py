@@ -13,7 +13,7 @@ from ..config import COCO_MEAN, COCO_STD
 from .io import read_image
 from .sample import DetectionSource, Sample
 from .transforms import (
-    affine_transform, color_aug, get_affine_transform, normalize, prepare_test_image, sample_augment,
+    affine_transform, draw_color_jitter, get_affine_transform, gray_mean, prepare_test_image, sample_augment, to_input,
 )
 
 
@@ -98,19 +98,17 @@ class TrainDataset(Dataset):
                                  self.scale_jitter, self.shift_jitter, self.flip_prob)
             center, scale = aug.center, aug.scale
             if aug.flipped and self.task.can_flip:
-                image = image[:, ::-1]
+                image = cv2.flip(image, 1)
                 sample = self.task.flip_fields(flip_sample(sample, self.task.flip_pairs))
         else:
             center = np.array([sample.width / 2.0, sample.height / 2.0], dtype=np.float32)
             scale = float(max(sample.width, sample.height))
         trans_in = get_affine_transform(center, scale, 0, (inp_w, inp_h))
-        warped = cv2.warpAffine(np.ascontiguousarray(image), trans_in, (inp_w, inp_h), flags=cv2.INTER_LINEAR)
-        warped = warped.astype(np.float32) / 255.0
-        if self.augment and self.color:
-            color_aug(rng, warped)
+        warped = cv2.warpAffine(image, trans_in, (inp_w, inp_h), flags=cv2.INTER_LINEAR)  # uint8
+        jitter = draw_color_jitter(rng, gray_mean(warped)) if self.augment and self.color else None
         trans_out = get_affine_transform(center, scale, 0, (out_w, out_h))
         targets = self.task.encode(warp_sample(sample, trans_out, out_w, out_h), out_w, out_h)
-        return {"input": normalize(warped, self.mean, self.std), **targets, **self.task.sample_meta(sample),
+        return {"input": to_input(warped, self.mean, self.std, jitter), **targets, **self.task.sample_meta(sample),
                 "trans_inv": get_affine_transform(center, scale, 0, (out_w, out_h), inv=True).astype(np.float32)}
 
 

@@ -13,6 +13,8 @@ EIG_VEC = np.array(
      [-0.5832747, 0.00994535, -0.81221408],
      [-0.56089297, 0.71832671, 0.29764914]], dtype=np.float32,
 )
+# OpenCV's BGR -> gray weights (COLOR_BGR2GRAY), in BGR order.
+GRAY_WEIGHTS = np.array([0.114, 0.587, 0.299])
 # Scale factors of the random crop: numpy's arange(0.6, 1.4, 0.1) (1.4 excluded).
 CROP_SCALES = np.arange(0.6, 1.4, 0.1)
 
@@ -61,31 +63,42 @@ def _border(border: int, size: int) -> int:
     return border // i
 
 
-def color_aug(rng: np.random.RandomState, image: np.ndarray, var: float = 0.4, light_std: float = 0.1) -> None:
-    """Brightness, contrast, saturation (random order, each +-``var``) and PCA lighting, in place on a
-    float32 BGR image in [0, 1]."""
-    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    gray_mean = gray.mean()
+@dataclass(frozen=True)
+class ColorJitter:
+    """The colour augmentation of one sample as one affine map per pixel of its channels x_c and its gray
+    value g (both in [0, 1]): x_c -> ``gain`` * x_c + ``gray_gain`` * g + ``offset[c]``.
 
-    def brightness(img: np.ndarray) -> None:
-        img *= 1 + rng.uniform(-var, var)
+    Brightness, contrast and saturation each scale the pixel and blend it with a constant (the image's mean
+    gray) or with its own gray value computed before the jitter, and the PCA lighting adds a colour, so
+    their composition is such a map.
+    """
 
-    def contrast(img: np.ndarray) -> None:
-        alpha = 1 + rng.uniform(-var, var)
-        img *= alpha
-        img += (1 - alpha) * gray_mean
+    gain: float
+    gray_gain: float
+    offset: np.ndarray  # [3] float64, BGR
 
-    def saturation(img: np.ndarray) -> None:
-        alpha = 1 + rng.uniform(-var, var)
-        img *= alpha
-        img += (1 - alpha) * gray[:, :, None]
 
-    ops = [brightness, contrast, saturation]
+def draw_color_jitter(rng: np.random.RandomState, gray_mean: float, var: float = 0.4,
+                      light_std: float = 0.1) -> ColorJitter:
+    """Brightness, contrast, saturation (random order, each +-``var``) and PCA lighting (``light_std``),
+    drawing from ``rng`` exactly as the original's in-place colour augmentation does."""
+    ops = ["brightness", "contrast", "saturation"]
     rng.shuffle(ops)
+    gain, gray_gain, constant = 1.0, 0.0, 0.0
     for op in ops:
-        op(image)
-    alpha = rng.normal(scale=light_std, size=(3,)).astype(np.float32)
-    image += EIG_VEC @ (EIG_VAL * alpha)
+        alpha = 1 + rng.uniform(-var, var)
+        gain, gray_gain, constant = gain * alpha, gray_gain * alpha, constant * alpha
+        if op == "contrast":
+            constant += (1 - alpha) * gray_mean
+        elif op == "saturation":
+            gray_gain += 1 - alpha
+    light = EIG_VEC @ (EIG_VAL * rng.normal(scale=light_std, size=(3,)).astype(np.float32))
+    return ColorJitter(gain, gray_gain, constant + light.astype(np.float64))
+
+
+def gray_mean(image: np.ndarray) -> float:
+    """Mean gray value in [0, 1] of a uint8 BGR image (OpenCV's BGR -> gray weights)."""
+    return float(np.dot(cv2.mean(image)[:3], GRAY_WEIGHTS)) / 255.0
 
 
 @dataclass(frozen=True)
@@ -119,9 +132,20 @@ def sample_augment(
     return AugmentParams(center, s, flipped)
 
 
-def normalize(image: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """float32 BGR [H, W, 3] in [0, 1] -> normalised [3, H, W]."""
-    return ((image - mean) / std).transpose(2, 0, 1).astype(np.float32)
+def to_input(image: np.ndarray, mean: np.ndarray, std: np.ndarray, jitter: ColorJitter | None = None) -> np.ndarray:
+    """BGR [H, W, 3] with values in [0, 255] -> network input [3, H, W] float32: x / 255, then ``jitter``,
+    then (x - mean) / std, fused into one 3x4 colour matrix applied per output channel."""
+    mix = np.eye(3) if jitter is None else jitter.gain * np.eye(3) + jitter.gray_gain * GRAY_WEIGHTS[None, :]
+    offset = np.zeros(3) if jitter is None else jitter.offset
+    std = np.asarray(std, dtype=np.float64)
+    matrix = np.empty((3, 4), dtype=np.float32)  # [out channel, (B, G, R, 1)]
+    matrix[:, :3] = mix / 255.0 / std[:, None]
+    matrix[:, 3] = (offset - np.asarray(mean, dtype=np.float64)) / std
+    pixels = image.astype(np.float32)
+    out = np.empty((3, *image.shape[:2]), dtype=np.float32)
+    for c in range(3):
+        cv2.transform(pixels, matrix[c : c + 1], dst=out[c])
+    return out
 
 
 def padded_size(n: int, pad: int) -> int:
@@ -159,5 +183,5 @@ def prepare_test_image(
     trans = get_affine_transform(center, scale, 0, (inp_w, inp_h))
     resized = image if scale_factor == 1.0 else cv2.resize(image, (new_w, new_h))
     warped = cv2.warpAffine(resized, trans, (inp_w, inp_h), flags=cv2.INTER_LINEAR)
-    inp = normalize(warped.astype(np.float32) / 255.0, mean, std)
+    inp = to_input(warped, mean, std)
     return TestInput(inp, center, scale, scale_factor, (inp_w // down_ratio, inp_h // down_ratio))

@@ -13,12 +13,13 @@ import warnings
 from bisect import bisect_right
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 from tqdm import tqdm
 
 from ..config import ExperimentConfig
@@ -46,6 +47,42 @@ def train_dataset(cfg: ExperimentConfig, source: DetectionSource, task: Task) ->
     return TrainDataset(source, task, d.input_size, d.down_ratio, d.mean, d.std, augment=True,
                         random_crop=d.random_crop, scale_jitter=d.scale_jitter, shift_jitter=d.shift_jitter,
                         flip_prob=d.flip_prob, color=d.color_aug, seed=cfg.train.seed)
+
+
+POSTFIX_EVERY = 10  # steps between progress-bar loss updates (each one a host sync)
+
+
+def _one_thread(worker_id: int) -> None:
+    """DataLoader worker start: OpenCV on one thread too (torch already is); workers are the parallelism."""
+    cv2.setNumThreads(1)
+
+
+class _EpochSampler(Sampler):
+    """``(epoch, index)`` pairs of the wrapped sampler's indices for the current ``epoch``."""
+
+    def __init__(self, indices: Sampler) -> None:
+        self.indices, self.epoch = indices, 0
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, index) for index in self.indices)
+
+
+class _EpochItems(Dataset):
+    """``dataset[(epoch, index)]``: the item of ``index`` drawn with the random stream of ``epoch``."""
+
+    def __init__(self, dataset: TrainDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, np.ndarray]:
+        epoch, index = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[index]
 
 
 class Trainer:
@@ -82,6 +119,7 @@ class Trainer:
             raise ValueError(f"batch size {t.batch_size} is not divisible by {self.world} processes")
         self.per_rank_batch = t.batch_size // self.world
         self.epoch, self.step, self.best = 0, 0, -math.inf
+        self._batches: DataLoader | None = None
         self.history: list[dict[str, Any]] = []
         self.bad_in_row, self.skipped = 0, 0  # steps with a non-finite loss / gradient: in a row, this epoch
         self.last_good: tuple[Path, int] | None = None  # (checkpoint, epoch) last written or resumed from
@@ -90,17 +128,28 @@ class Trainer:
 
     # -- data --------------------------------------------------------------------------------------------
     def _loader(self, epoch: int) -> DataLoader:
-        self.dataset.set_epoch(epoch)
-        if self.world > 1:
-            sampler = DistributedSampler(self.dataset, self.world, self.rank, shuffle=True,
-                                         seed=self.cfg.train.seed, drop_last=True)
-            sampler.set_epoch(epoch)
+        """The batches of ``epoch``. One DataLoader serves every epoch, so its workers start once (forked
+        from a large process) and persist: the sampler is re-seeded per epoch, and each index carries the
+        epoch to the workers' copies of the dataset (``set_epoch`` here would not reach them)."""
+        if self._batches is None:
+            if self.world > 1:
+                sampler = DistributedSampler(self.dataset, self.world, self.rank, shuffle=True,
+                                             seed=self.cfg.train.seed, drop_last=True)
+            else:
+                sampler = RandomSampler(self.dataset, generator=torch.Generator())
+            workers = self.cfg.data.num_workers
+            self._batches = DataLoader(
+                _EpochItems(self.dataset), batch_size=self.per_rank_batch, sampler=_EpochSampler(sampler),
+                collate_fn=collate, num_workers=workers, drop_last=len(self.dataset) > self.per_rank_batch,
+                pin_memory=self.device.type == "cuda", persistent_workers=workers > 0, worker_init_fn=_one_thread)
+        sampler = self._batches.sampler
+        sampler.epoch = epoch
+        if isinstance(sampler.indices, DistributedSampler):
+            sampler.indices.set_epoch(epoch)
         else:
-            gen = torch.Generator().manual_seed(self.cfg.train.seed + epoch)
-            sampler = RandomSampler(self.dataset, generator=gen)
-        return DataLoader(self.dataset, batch_size=self.per_rank_batch, sampler=sampler, collate_fn=collate,
-                          num_workers=self.cfg.data.num_workers, drop_last=len(self.dataset) > self.per_rank_batch,
-                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+            sampler.indices.generator.manual_seed(self.cfg.train.seed + epoch)  # the same order as before
+        self.dataset.set_epoch(epoch)
+        return self._batches
 
     # -- state -------------------------------------------------------------------------------------------
     def save(self, name: str) -> Path:
@@ -225,15 +274,16 @@ class Trainer:
                 continue
             self.bad_in_row = 0
             self.step += 1
-            values = {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}}
-            for k, v in values.items():
+            values = {"loss": loss.detach(), **terms}
+            for k, v in values.items():  # tensors: no host sync per term and step
                 sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
+            if self.progress and (i % POSTFIX_EVERY == 0 or i + 1 == steps):
+                bar.set_postfix({k: f"{v.item():.3f}" for k, v in values.items()})
             bar.update()
         bar.close()
         dist_utils.broadcast_buffers(unwrap(self.model))  # every rank evaluates / saves rank 0's model
         elapsed = time.perf_counter() - start
-        means = dist_utils.average({k: v / max(steps - self.skipped, 1) for k, v in sums.items()}, self.device)
+        means = dist_utils.average({k: float(v) / max(steps - self.skipped, 1) for k, v in sums.items()}, self.device)
         means["images_per_s"] = steps * t.batch_size / max(elapsed, 1e-9)
         means["skipped_steps"] = self.skipped
         return means
