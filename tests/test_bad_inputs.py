@@ -283,7 +283,7 @@ CASES = [
          lambda e, t: ["other.pth", "do not fit", "missing from the file", "unexpected in the file"]),
     Case("C9", "eval on data with another number of classes", FAILS,
          lambda e, t: ["eval", str(e.checkpoint), "--data", str(e.yolo_set("yolo1", {"a": "0 0.5 0.5 0.2 0.2\n"}))],
-         lambda e, t: ["has 1 classes, the checkpoint predicts 3"]),
+         lambda e, t: ["has 1 classes, the model predicts 3"]),
     Case("C10", "a file that is not ONNX given to predict as .onnx", FAILS,
          lambda e, t: ["predict", str(_write(t / "model.onnx", b"garbage")), str(e.data["val_images"]),
                        "--out", str(t / "pred")],
