@@ -93,7 +93,8 @@ def main() -> None:
             line = f"{cin:>4d}->{cout:<4d}@{size:<4d} {batch:>2d} |"
             for make in (forward_step, train_step):
                 ms = interleaved_ms({k: make(layer, x) for k, layer in layers.items()}, args.runs)
-                line += f" {ms['conv']:7.1f} " + " ".join(f"{ms[n]:7.1f} {ms[n] / ms['conv']:5.2f}" for n in names) + " |"
+                cells = " ".join(f"{ms[n]:7.1f} {ms[n] / ms['conv']:5.2f}" for n in names)
+                line += f" {ms['conv']:7.1f} {cells} |"
             print(line + f" {where}", flush=True)
 
 

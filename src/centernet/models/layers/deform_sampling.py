@@ -179,7 +179,8 @@ class DeformConv2dFunction(torch.autograd.Function):
             else:
                 torch.addmm(bias.detach(), columns, wmat.t(), out=out[s:e])
         ctx.save_for_backward(table, rows, weight, plan.frac_y, plan.frac_x, plan.mask, wmat)
-        ctx.shape, ctx.steps, ctx.has_bias = (b, c, h, w, ho, wo), _steps(plan.col_step, plan.row_step), bias is not None
+        ctx.shape, ctx.has_bias = (b, c, h, w, ho, wo), bias is not None
+        ctx.steps = _steps(plan.col_step, plan.row_step)
         return out.view(b, ho, wo, -1).permute(0, 3, 1, 2)
 
     @staticmethod
