@@ -28,7 +28,8 @@ META_OUTPUTS = "centernet_outputs"  # "maps" or "detections"
 META_MAP_NAMES = "centernet_map_names"
 META_INPUT_SIZE = "centernet_input_size"  # [w, h] the graph was traced at
 META_DYNAMIC = "centernet_dynamic"
-DEFAULT_OPSET = 17  # GridSample (the DCN) needs >= 16
+DEFAULT_OPSET = 17
+MIN_OPSET = 16  # the oldest opset the export is tested with
 
 
 class ExportModule(nn.Module):
@@ -55,8 +56,8 @@ def export_onnx(model: nn.Module, task: Task, cfg: ExperimentConfig, path: str |
 
     ``input_size`` (w, h) defaults to the config's training input size. Returns the path.
     """
-    if opset < 16:
-        raise ValueError(f"opset {opset} has no GridSample (deformable convs); use 16 or newer")
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} is older than the oldest tested opset {MIN_OPSET}; use {MIN_OPSET} or newer")
     import onnx
 
     path = Path(path)
