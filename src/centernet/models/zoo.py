@@ -48,8 +48,8 @@ def _cornernet(heads: HeadsArg, head_conv: int) -> CenterNet:
 
 
 # The small hourglass: Hourglass-104's structure (2 stacks, stem, nested levels, per-stack merges) at depth 3
-# instead of 5 and an eighth of the width; head_conv equals the first width, as the original's curr_dim.
-TINY_DEPTH, TINY_DIMS, TINY_MODULES, TINY_STEM = 3, [32, 48, 64, 96], [1, 1, 1, 2], 16
+# instead of 5 and about a tenth of the width; head_conv equals the first width, as the original's curr_dim.
+TINY_DEPTH, TINY_DIMS, TINY_MODULES, TINY_STEM = 3, [24, 32, 48, 64], [1, 1, 1, 2], 16
 
 
 @register_arch("hourglass_tiny", head_conv=TINY_DIMS[0], input_multiple=4 * 2**TINY_DEPTH)
