@@ -162,7 +162,7 @@ def test_unflip_maps_the_mirror_back() -> None:
 
 def test_flip_and_multi_scale_tests_run_and_merge(shapes) -> None:
     source = open_source(str(shapes["val_ann"]))
-    task = build_task("cornernet", 3)
+    task = build_task("cornernet", 3, num_dets=200)  # fewer pairs: a quicker soft-NMS on untrained maps
     model = tiny_model(task)
     base = EvalSettings(input_size=(SIZE, SIZE))
     single = evaluate(model, task, source, base, progress=False)
@@ -216,3 +216,29 @@ def test_presets() -> None:
     task = task_from_config(small)
     assert isinstance(task, CornerNetTask) and task.corner_pool and task.penalty == "object"
     assert sum(p.numel() for p in model_from_config(small, task).parameters()) < 2e6
+
+
+@pytest.mark.slow
+def test_overfits_a_few_real_coco_images(shared_data, tmp_path) -> None:
+    """CornerNet on the small hourglass learns 4 real COCO images (15 objects) at 128x128 in 50 steps."""
+    from centernet.data.sample import Subset
+    from centernet.engine.trainer import Trainer
+
+    full = open_source(str(shared_data / "coco_mini/annotations/instances_train2017.json"))
+    source = Subset(full, [i for i, s in enumerate(full.samples) if 1 <= len(s) <= 6][:4])
+    cfg = tiny_config()
+    cfg.data.input_size = (128, 128)
+    cfg.data.flip_prob, cfg.data.color_aug, cfg.data.scale_jitter, cfg.data.shift_jitter = 0.0, False, 0.0, 0.0
+    cfg.task.num_classes = len(full.class_names)
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.lr_steps = 50, 4, 2e-3, (40,)
+    cfg.train.val_interval, cfg.train.seed, cfg.train.out_dir, cfg.train.device = 0, 5, str(tmp_path), "cpu"
+    settings = EvalSettings.from_config(cfg)
+    task = task_from_config(cfg)
+    torch.manual_seed(0)
+    untrained = evaluate(model_from_config(cfg, task), task, source, settings, progress=False).metrics
+    torch.manual_seed(cfg.train.seed)
+    trainer = Trainer(cfg, model_from_config(cfg, task), task, source, progress=False)
+    trainer.fit()
+    trained = evaluate(trainer.model, task, source, settings, progress=False).metrics
+    print(f"train-set AP50 untrained {untrained['AP50']:.3f} -> trained {trained['AP50']:.3f}")
+    assert trained["AP50"] > untrained["AP50"] + 0.3

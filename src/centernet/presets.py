@@ -99,8 +99,8 @@ def cornernet_hg104_coco() -> ExperimentConfig:
 
 @PRESETS.register("cornernet_cpu_small")
 def cornernet_cpu_small() -> ExperimentConfig:
-    """CornerNet from scratch on the synthetic shapes in a few minutes on a 2-core CPU: the small hourglass
-    (hourglass_tiny, 2.0M parameters with 3 classes) at 128x128, otherwise ctdet_cpu_small's settings."""
+    """CornerNet from scratch on the synthetic shapes on a 2-core CPU: the small hourglass (hourglass_tiny,
+    1.0M parameters with 3 classes) at 128x128, otherwise ctdet_cpu_small's settings (16 epochs, Adam 1e-3)."""
     cfg = ctdet_cpu_small()
     cfg.model.arch = "hourglass_tiny"
     cfg.task = TaskConfig(name="cornernet", num_classes=3)

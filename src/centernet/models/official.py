@@ -9,6 +9,9 @@ when trained with DataParallel). Our modules keep the original structure, so con
 * Hourglass: ``pre``, ``kps``, ``cnvs``, ``inters``, ``inters_``, ``cnvs_`` -> ``backbone.*``
 * heads: ``<head>.*`` -> ``heads.0.<head>.*``; hourglass ``<head>.<s>.0.conv.*`` / ``<head>.<s>.1.*`` ->
   ``heads.<s>.<head>.0.*`` / ``heads.<s>.<head>.2.*``
+
+The original CornerNet saves a bare state dict (``module.`` keys); a file whose names include CornerNet's
+corner branches or heads (``tl_cnvs``, ``tl_heats``, ...) is read with :mod:`.official_cornernet`'s names.
 """
 from __future__ import annotations
 
