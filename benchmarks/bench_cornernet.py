@@ -3,10 +3,11 @@
 Both networks are Hourglass-104 with 2 stacks (eval mode: the last stack's heads only); CornerNet adds its
 two corner-pooling branches and six heads, CenterNet has hm / wh / reg. Inputs are CornerNet's 511x511 and
 CenterNet's 512x512 (both give 128x128 maps), 80 classes, untrained weights (timings do not depend on the
-values, except CornerNet's soft-NMS, which here sees the worst case: nearly every pair is valid). Decode
-times start from the activated maps: CenterNet's peak + top-100 decode; CornerNet's pair decode (top-100
-corners, 1000 pairs, what an ONNX graph runs) and then its per-class soft-NMS to 100 detections. Medians
-over --runs, in one process, with --threads threads.
+values, except CornerNet's soft-NMS). Decode times start from the activated maps: CenterNet's peak + top-100
+decode; CornerNet's pair decode (top-100 corners, 1000 pairs, what an ONNX graph runs), then its per-class
+soft-NMS to 100 detections ("merge"). An untrained CornerNet pairs few corners (most pairs differ in class),
+so its merge is also timed on 1000 valid pairs of random boxes in 10 classes, a trained model's worst case.
+Medians over --runs, in one process, with --threads threads.
 
     python benchmarks/bench_cornernet.py --runs 3 --threads 2
 """
@@ -18,6 +19,7 @@ import torch
 
 from centernet import build_model
 from centernet.tasks import build_task
+from centernet.tasks.cornernet_decode import NUM_DETS
 from timing import median_seconds
 
 
@@ -44,6 +46,12 @@ def main() -> None:
         rows.append((name, side, params, forward, decode, post))
         print(f"{name}: done", flush=True)
         del model
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(1, NUM_DETS, 2, generator=g) * 400
+    wh = torch.rand(1, NUM_DETS, 2, generator=g) * 100 + 4
+    valid = torch.cat([xy, xy + wh, torch.rand(1, NUM_DETS, 1, generator=g),
+                       torch.randint(0, 10, (1, NUM_DETS, 1), generator=g).float()], dim=2)  # [1, 1000, 6]
+    worst = median_seconds(lambda: task.merge([valid]), args.runs)[0]
     base = rows[0]
     print(f"\nthreads {args.threads}, batch 1, median of {args.runs} runs; ratio = / CenterNet-HG")
     print(f"{'model':14s} {'input':>5s} {'params':>8s} {'forward s':>10s} {'ratio':>6s} {'decode ms':>10s} "
@@ -52,6 +60,7 @@ def main() -> None:
         total, base_total = decode + post, base[4] + base[5]
         print(f"{name:14s} {side:5d} {params:7.2f}M {forward:10.2f} {forward / base[3]:6.2f} {decode * 1e3:10.1f} "
               f"{post * 1e3:9.1f} {total / base_total:6.2f}")
+    print(f"CornerNet merge of {NUM_DETS} valid pairs in 10 classes: {worst * 1e3:.1f} ms")
 
 
 if __name__ == "__main__":
