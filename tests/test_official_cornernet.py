@@ -175,3 +175,13 @@ def test_foreign_names_are_refused() -> None:
         from_cornernet_official({"module.hm.0.0.conv.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="neck.x"):
         to_cornernet_official({"neck.x": torch.zeros(1)})
+
+
+def test_the_cornernet_architecture_is_the_originals_tensor_for_tensor() -> None:
+    """``cornernet`` built through the task registry's head declarations has exactly the original's tensors."""
+    import centernet
+
+    with torch.device("meta"):
+        model = centernet.build_model("cornernet", cornernet_heads(80))
+    ours = {cornernet_official_key(k): tuple(v.shape) for k, v in model.state_dict().items()}
+    assert ours == original_cornernet()

@@ -237,6 +237,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = eval_settings(cfg, flip=args.flip, num_workers=args.workers, scales=args.scales)
     if args.keep_res:
         settings.input_size = None
+    elif model is None and settings.input_size is None:  # the oracle needs the fixed training geometry
+        settings.input_size = tuple(cfg.data.input_size)
     result = evaluate(model, task, source, settings, device, verbose=True)
     print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))
     if args.json:

@@ -1,4 +1,5 @@
-"""Losses shared by the tasks (SPEC 3): penalty-reduced focal loss and gathered L1."""
+"""Losses shared by the tasks (SPEC 3): penalty-reduced focal loss and gathered L1, and the alternatives of
+the papers' ablations (MSE heatmaps, gathered smooth-L1)."""
 from __future__ import annotations
 
 import torch
@@ -38,3 +39,20 @@ def reg_l1_loss(pred: Tensor, ind: Tensor, mask: Tensor, target: Tensor) -> Tens
     mask = mask.float()
     loss = F.l1_loss(gathered * mask, target.float() * mask, reduction="sum")
     return loss / (mask.sum() + 1e-4)
+
+
+def heatmap_mse_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error over every element of the raw heatmap ``pred`` and ``target`` (same shape): the
+    original CenterNet's ``--mse_loss`` (``nn.MSELoss`` on the head output, no sigmoid)."""
+    return F.mse_loss(pred.float(), target.float())
+
+
+def reg_smooth_l1_loss(pred: Tensor, ind: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+    """Smooth-L1 between ``pred`` [B, C, H, W] gathered at ``ind`` [B, M] and ``target`` [B, M, C], summed over
+    the slots with ``mask`` [B, M] > 0 and all channels, divided by the number of objects + 1e-4 (0 without
+    objects): the original's ``RegLoss`` (CenterNet's ``--reg_loss sl1``, CornerNet's offset loss)."""
+    gathered = gather_feat(pred, ind).float()  # [B, M, C]
+    valid = (mask > 0).float()
+    weight = valid.unsqueeze(2)  # [B, M, 1]
+    loss = F.smooth_l1_loss(gathered * weight, target.float() * weight, reduction="sum")
+    return loss / (valid.sum() + 1e-4)

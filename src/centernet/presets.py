@@ -80,5 +80,29 @@ def multi_pose_cpu_small() -> ExperimentConfig:
     return cfg
 
 
+# CornerNet (SPEC 7): 511x511 crops (128x128 output maps), batch 49, Adam 2.5e-4, 500k iterations with the lr
+# divided by 10 after 450k (the original's config/CornerNet.json). As epochs of COCO train2017 (118,287 images,
+# the same images as the original's trainval35k): 500,000 x 49 / 118,287 = 207.1 -> 207 epochs, the drop at
+# 450,000 x 49 / 118,287 = 186.4 -> epoch 186. Tested like the original: the whole image padded to
+# (n | 127) + 1 (keep_res), flip test and soft-NMS from the task.
+@PRESETS.register("cornernet_hg104_coco")
+def cornernet_hg104_coco() -> ExperimentConfig:
+    cfg = _coco("cornernet", 49, 2.5e-4, 207, (186,), task="cornernet")
+    cfg.data.input_size = (511, 511)
+    cfg.data.test_keep_res = True
+    return cfg
+
+
+@PRESETS.register("cornernet_cpu_small")
+def cornernet_cpu_small() -> ExperimentConfig:
+    """CornerNet from scratch on the synthetic shapes on a 2-core CPU: the small hourglass (hourglass_tiny,
+    1.0M parameters with 3 classes) at 128x128, otherwise ctdet_cpu_small's settings (16 epochs, Adam 1e-3)."""
+    cfg = ctdet_cpu_small()
+    cfg.model.arch = "hourglass_tiny"
+    cfg.task = TaskConfig(name="cornernet", num_classes=3)
+    cfg.train.out_dir = "runs/demo_cornernet"
+    return cfg
+
+
 def get_preset(name: str) -> ExperimentConfig:
     return PRESETS.get(name)()

@@ -66,26 +66,52 @@ def _kernel(radius: int, dtype: type) -> np.ndarray:
     return kernel
 
 
-def draw_gaussian(heatmap: np.ndarray, center, radius: int, k: float = 1.0) -> np.ndarray:
-    """Merge a gaussian peak into ``heatmap`` [H, W] in place with an elementwise max; returns it.
-
-    ``center`` is (x, y) in map pixels; its integer part is the peak. The kernel is clipped at the borders.
-    """
-    radius = int(radius)
-    x, y = int(center[0]), int(center[1])
+def _merge_kernel(heatmap: np.ndarray, kernel: np.ndarray, x: int, y: int) -> np.ndarray:
+    """Merge the odd-sided square ``kernel`` centred at pixel (x, y) into ``heatmap`` [H, W] in place with an
+    elementwise max, clipped at the borders; returns it."""
+    radius = kernel.shape[0] // 2
     height, width = heatmap.shape[:2]
     left, right = min(x, radius), min(width - x, radius + 1)
     top, bottom = min(y, radius), min(height - y, radius + 1)
     if left + right <= 0 or top + bottom <= 0:
         return heatmap
     region = heatmap[y - top : y + bottom, x - left : x + right]
-    rows, cols = slice(radius - top, radius + bottom), slice(radius - left, radius + right)
-    if k == 1.0:  # the kernel rounded once to the map's type, as (kernel * 1.0).astype(dtype) would be
-        patch = _kernel(radius, heatmap.dtype.type)[rows, cols]
-    else:
-        patch = (_kernel(radius, np.float64)[rows, cols] * k).astype(heatmap.dtype)
-    np.maximum(region, patch, out=region)
+    patch = kernel[radius - top : radius + bottom, radius - left : radius + right]
+    np.maximum(region, patch if patch.dtype == heatmap.dtype else patch.astype(heatmap.dtype), out=region)
     return heatmap
+
+
+def draw_gaussian(heatmap: np.ndarray, center, radius: int, k: float = 1.0) -> np.ndarray:
+    """Merge a gaussian peak into ``heatmap`` [H, W] in place with an elementwise max; returns it.
+
+    ``center`` is (x, y) in map pixels; its integer part is the peak. The kernel is clipped at the borders.
+    """
+    radius = int(radius)
+    if k == 1.0:  # the kernel rounded once to the map's type, as (kernel * 1.0).astype(dtype) would be
+        kernel = _kernel(radius, heatmap.dtype.type)
+    else:
+        kernel = (_kernel(radius, np.float64) * k).astype(heatmap.dtype)
+    return _merge_kernel(heatmap, kernel, int(center[0]), int(center[1]))
+
+
+def msra_kernel(sigma: int) -> np.ndarray:
+    """The original CenterNet's "msra" kernel (its MSE-loss heatmaps): exp(-(x^2 + y^2) / (2 sigma^2)) on a
+    (6 sigma + 1)^2 grid, no cut-off. [d, d]. Sigma 0 gives a single 1 (the original divides 0 by 0 there
+    and writes NaN)."""
+    sigma = int(sigma)
+    if sigma <= 0:
+        return np.ones((1, 1))
+    ax = np.arange(-3 * sigma, 3 * sigma + 1, dtype=np.float64)
+    return np.exp(-(ax[None, :] ** 2 + ax[:, None] ** 2) / (2.0 * sigma * sigma))
+
+
+def draw_msra_gaussian(heatmap: np.ndarray, center, sigma: int) -> np.ndarray:
+    """Merge :func:`msra_kernel` (``sigma``: the object's radius, as the original passes it) centred at the
+    rounded ``center`` (x, y) into ``heatmap`` [H, W] with an elementwise max, clipped at the borders."""
+    return _merge_kernel(heatmap, msra_kernel(sigma), int(center[0] + 0.5), int(center[1] + 0.5))
+
+
+GAUSSIANS = {"umich": draw_gaussian, "msra": draw_msra_gaussian}
 
 
 def object_radius(box_h, box_w, min_overlap: float = 0.7, variant: RadiusVariant = "centernet") -> np.ndarray:

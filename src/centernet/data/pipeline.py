@@ -13,7 +13,8 @@ from ..config import COCO_MEAN, COCO_STD
 from .io import read_image
 from .sample import DetectionSource, Sample
 from .transforms import (
-    affine_transform, draw_color_jitter, get_affine_transform, gray_mean, prepare_test_image, sample_augment, to_input,
+    affine_transform, draw_color_jitter, get_affine_transform, gray_mean, output_side, prepare_test_image,
+    sample_augment, to_input,
 )
 
 
@@ -91,7 +92,7 @@ class TrainDataset(Dataset):
         if image.shape[:2] != (sample.height, sample.width):
             sample = dataclasses.replace(sample, height=image.shape[0], width=image.shape[1])
         inp_w, inp_h = self.input_size
-        out_w, out_h = inp_w // self.down_ratio, inp_h // self.down_ratio
+        out_w, out_h = output_side(inp_w, self.down_ratio), output_side(inp_h, self.down_ratio)
         rng = np.random.RandomState((self.seed * 1_000_003 + self.epoch * 7919 + index) % 2**32)
         if self.augment:
             aug = sample_augment(rng, sample.width, sample.height, self.random_crop,

@@ -148,6 +148,12 @@ def to_input(image: np.ndarray, mean: np.ndarray, std: np.ndarray, jitter: Color
     return out
 
 
+def output_side(n: int, down_ratio: int) -> int:
+    """Side of the output map of an ``n``-pixel input side at stride ``down_ratio``: ceil(n / R), what the
+    strided convolutions give (a 511x511 CornerNet input has a 128x128 output map; SPEC 7)."""
+    return -(-int(n) // int(down_ratio))
+
+
 def padded_size(n: int, pad: int) -> int:
     """Test-time ``keep_res`` size: (n | pad) + 1, e.g. 480 -> 512 and 512 -> 544 for pad 31."""
     return (n | pad) + 1
@@ -184,4 +190,5 @@ def prepare_test_image(
     resized = image if scale_factor == 1.0 else cv2.resize(image, (new_w, new_h))
     warped = cv2.warpAffine(resized, trans, (inp_w, inp_h), flags=cv2.INTER_LINEAR)
     inp = to_input(warped, mean, std)
-    return TestInput(inp, center, scale, scale_factor, (inp_w // down_ratio, inp_h // down_ratio))
+    out_size = (output_side(inp_w, down_ratio), output_side(inp_h, down_ratio))
+    return TestInput(inp, center, scale, scale_factor, out_size)

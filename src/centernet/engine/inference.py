@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..data.transforms import output_side
 from ..postprocess import to_image_coords
 from ..tasks.base import Task
 
@@ -63,7 +64,7 @@ def run_pass(runner: Runner, task: Task, batch: dict[str, Tensor], flip: bool = 
             decoded = [task.decode(maps)]
         else:  # "detections": decode both halves, mirror the second back, merge like scales
             rows = _rows(task, maps)
-            decoded = [rows[:b], task.unflip_rows(rows[b:], images.shape[-1] // down_ratio)]
+            decoded = [rows[:b], task.unflip_rows(rows[b:], output_side(images.shape[-1], down_ratio))]
             maps = None if DETECTIONS in maps else {k: v[:b] for k, v in maps.items()}
     out = [image_rows(task, r, meta) for r in decoded]
     return out, (None if maps is None or DETECTIONS in maps else maps)

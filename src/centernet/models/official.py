@@ -9,6 +9,9 @@ when trained with DataParallel). Our modules keep the original structure, so con
 * Hourglass: ``pre``, ``kps``, ``cnvs``, ``inters``, ``inters_``, ``cnvs_`` -> ``backbone.*``
 * heads: ``<head>.*`` -> ``heads.0.<head>.*``; hourglass ``<head>.<s>.0.conv.*`` / ``<head>.<s>.1.*`` ->
   ``heads.<s>.<head>.0.*`` / ``heads.<s>.<head>.2.*``
+
+The original CornerNet saves a bare state dict (``module.`` keys); a file whose names include CornerNet's
+corner branches or heads (``tl_cnvs``, ``tl_heats``, ...) is read with :mod:`.official_cornernet`'s names.
 """
 from __future__ import annotations
 
@@ -21,9 +24,10 @@ import torch
 from torch import Tensor, nn
 
 from .backbones.dla import DLA
-from .backbones.hourglass import Hourglass
+from .backbones.hourglass import HOURGLASS_HEAD_LAYERS, HOURGLASS_ROOTS, Hourglass  # noqa: F401 (re-exported)
 from .backbones.resnet import ResNet
 from .weights_file import load_weights_file
+from .official_cornernet import cornernet_official_key, is_cornernet_state
 
 StateSource = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
@@ -31,10 +35,6 @@ WRAPPER_PREFIXES = ("module.", "model.")  # DataParallel / common training wrapp
 IMAGENET_CLASSES = 1000  # the ImageNet classifier the original DLA keeps as ``base.fc``
 CLASSIFIER_PREFIXES = ("fc.", "head.fc.")  # torchvision / original DLA, timm
 MAX_LISTED = 10  # tensors named per category in error messages
-# The original hourglass's top-level backbone modules (CenterNet's large_hourglass and CornerNet's kp)
-HOURGLASS_ROOTS = ("pre", "kps", "cnvs", "inters", "inters_", "cnvs_")
-# Inside a hourglass head, our layer index -> the original's (its first conv sits in a ``convolution``)
-HOURGLASS_HEAD_LAYERS = {"0": "0.conv", "2": "1"}
 
 
 class CheckpointMismatchError(ValueError):
@@ -150,9 +150,32 @@ def _unused_official(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {"base.fc.weight": (IMAGENET_CLASSES, width, 1, 1), "base.fc.bias": (IMAGENET_CLASSES,)}
 
 
+def _is_cornernet_model(model: nn.Module) -> bool:
+    """Whether every tensor of ``model`` has a name in the original CornerNet (corner branches and heads)."""
+    keys = list(model.state_dict())
+    return any(k.startswith("branches.") for k in keys) and all(cornernet_official_key(k, "") for k in keys)
+
+
+def official_names(model: nn.Module, cornernet: bool) -> dict[str, str]:
+    """{the original's name (no ``module.``): our key} for every tensor of ``model``, in the original
+    CornerNet's layout if ``cornernet``, else in CenterNet's. A tensor the layout has no name for (e.g. a
+    corner branch in CenterNet's) keeps our key, so a load reports it as missing."""
+    names = {}
+    for key in model.state_dict():
+        if cornernet:
+            name = cornernet_official_key(key, "")
+        else:
+            name = None if key.startswith("branches.") else official_name(model, key)
+        names[name or key] = key
+    return names
+
+
 def to_official_state_dict(model: nn.Module, prefix: str = "module.") -> dict[str, Tensor]:
-    """Our state dict under the original's names (as in the released files), unused tensors as zeros."""
-    out = {prefix + official_name(model, k): v.detach().clone() for k, v in model.state_dict().items()}
+    """Our state dict under the original's names (as in the released files: CenterNet's, or CornerNet's for a
+    model with CornerNet's branches and heads), unused tensors as zeros."""
+    state = model.state_dict()
+    names = {key: name for name, key in official_names(model, _is_cornernet_model(model)).items()}
+    out = {prefix + names[k]: v.detach().clone() for k, v in state.items()}
     for name, shape in _unused_official(model).items():
         out[prefix + name] = torch.zeros(shape)
     return out
@@ -164,12 +187,14 @@ def _is_optional(key: str) -> bool:
 
 
 def load_official_checkpoint(model: nn.Module, path_or_state: StateSource, strict: bool = True) -> LoadReport:
-    """Load an original CenterNet checkpoint into ``model`` (built by ``build_model`` for the same arch
-    and heads). ``strict`` raises :class:`CheckpointMismatchError` unless every tensor fits; otherwise
-    the fitting tensors are loaded and the rest reported."""
+    """Load an original CenterNet checkpoint, or an original CornerNet one (a bare state dict, recognised by
+    its corner branch and head names such as ``tl_cnvs``), into ``model`` (built by ``build_model`` for the
+    same arch and heads: ``cornernet`` with CornerNet's heads for the latter). ``strict`` raises
+    :class:`CheckpointMismatchError` unless every tensor fits; otherwise the fitting tensors are loaded and
+    the rest reported."""
     state, epoch = read_checkpoint(path_or_state)
     ours = model.state_dict()
-    to_ours = {official_name(model, k): k for k in ours}
+    to_ours = official_names(model, is_cornernet_state(state))
     unused = _unused_official(model)
     report = LoadReport(epoch=epoch)
     fitting: dict[str, Tensor] = {}

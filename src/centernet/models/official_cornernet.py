@@ -10,11 +10,11 @@ against ours. The original saves a bare state dict with keys prefixed ``module.`
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from torch import Tensor
 
-from .official import HOURGLASS_HEAD_LAYERS, HOURGLASS_ROOTS
+from .backbones.hourglass import HOURGLASS_HEAD_LAYERS, HOURGLASS_ROOTS
 
 OFFICIAL_PREFIX = "module."
 CORNER_HEADS = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
@@ -23,11 +23,18 @@ BRANCHES = {"tl": "tl_cnvs", "br": "br_cnvs"}
 _BRANCH_OF = {official: ours for ours, official in BRANCHES.items()}
 _HEAD_OF = {f"{head}s": head for head in CORNER_HEADS}  # the original pluralises: tl_heats, tl_tags, ...
 _HEAD_LAYER_OF = {official: ours for ours, official in HOURGLASS_HEAD_LAYERS.items()}
+# top-level names only CornerNet's files have (its corner branches and heads)
+CORNERNET_ROOTS = frozenset(BRANCHES.values()) | frozenset(_HEAD_OF)
 
 
 def cornernet_heads(num_classes: int = 80) -> dict[str, int]:
     """CornerNet's heads and their channels: heatmaps per class, a 1-d embedding and a 2-d offset per corner."""
     return {"tl_heat": num_classes, "br_heat": num_classes, "tl_tag": 1, "br_tag": 1, "tl_regr": 2, "br_regr": 2}
+
+
+def is_cornernet_state(names: Iterable[str]) -> bool:
+    """Whether tensor ``names`` (with or without ``module.``) are laid out as the original CornerNet's."""
+    return any(name.removeprefix(OFFICIAL_PREFIX).partition(".")[0] in CORNERNET_ROOTS for name in names)
 
 
 def cornernet_key_map(official_key: str) -> str | None:

@@ -31,10 +31,32 @@ def _dla_34(heads: HeadsArg, head_conv: int) -> CenterNet:
     return CenterNet(backbone, DLAUpNeck(backbone.channels, backbone.strides, out_stride=4), heads, head_conv)
 
 
+def _stacked(backbone: Hourglass, heads: HeadsArg, head_conv: int) -> CenterNet:
+    return CenterNet(backbone, IdentityNeck(backbone.channels[-1]), heads, head_conv, num_stacks=backbone.num_stacks)
+
+
 @register_arch("hourglass", head_conv=256, input_multiple=128)
 def _hourglass(heads: HeadsArg, head_conv: int) -> CenterNet:
-    backbone = Hourglass(num_stacks=2)
-    return CenterNet(backbone, IdentityNeck(backbone.channels[-1]), heads, head_conv, num_stacks=backbone.num_stacks)
+    return _stacked(Hourglass(num_stacks=2), heads, head_conv)
+
+
+@register_arch("cornernet", head_conv=256, input_multiple=128)
+def _cornernet(heads: HeadsArg, head_conv: int) -> CenterNet:
+    """CornerNet's network: Hourglass-104 with 2 stacks, the heads reading CornerNet's corner branches
+    (declared by the cornernet task); 201.04M parameters with its 80-class heads."""
+    return _stacked(Hourglass(num_stacks=2), heads, head_conv)
+
+
+# The small hourglass: Hourglass-104's structure (2 stacks, stem, nested levels, per-stack merges) at depth 3
+# instead of 5 and about a tenth of the width; head_conv equals the first width, as the original's curr_dim.
+TINY_DEPTH, TINY_DIMS, TINY_MODULES, TINY_STEM = 3, [24, 32, 48, 64], [1, 1, 1, 2], 16
+
+
+@register_arch("hourglass_tiny", head_conv=TINY_DIMS[0], input_multiple=4 * 2**TINY_DEPTH)
+def _hourglass_tiny(heads: HeadsArg, head_conv: int) -> CenterNet:
+    """A reduced Hourglass for CPU runs and tests (any task; CornerNet's cornernet_cpu_small preset)."""
+    backbone = Hourglass(2, TINY_DEPTH, TINY_DIMS, TINY_MODULES, cnv_dim=TINY_DIMS[0], stem_channels=TINY_STEM)
+    return _stacked(backbone, heads, head_conv)
 
 
 @register_arch("resdcn_18_half", head_conv=64)

@@ -1,4 +1,4 @@
-"""Task registry: a task name -> its class (ctdet, multi_pose, ...), and the helpers that need all tasks."""
+"""Task registry: a task name -> its class (ctdet, multi_pose, cornernet, ...), and the helpers that need all tasks."""
 from __future__ import annotations
 
 import inspect
@@ -8,12 +8,14 @@ from ..data.sample import DetectionSource
 from ..models.heads import HeadSpec
 from ..registry import Registry
 from .base import Task
+from .cornernet import CornerNetTask
 from .ctdet import CtdetTask
 from .pose import MultiPoseTask
 
 TASKS: Registry[type[Task]] = Registry("task")
 TASKS.register("ctdet")(CtdetTask)
 TASKS.register("multi_pose")(MultiPoseTask)
+TASKS.register("cornernet")(CornerNetTask)
 
 _BASE_ARGS = ("num_classes", "weights", "max_objects", "max_detections")
 
@@ -62,5 +64,5 @@ def resolve_heads(heads: Mapping[str, int]) -> dict[str, HeadSpec]:
     return specs
 
 
-__all__ = ["TASKS", "Task", "CtdetTask", "MultiPoseTask", "build_task", "guess_task", "resolve_heads",
+__all__ = ["TASKS", "Task", "CornerNetTask", "CtdetTask", "MultiPoseTask", "build_task", "guess_task", "resolve_heads",
            "task_options"]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..decode import gather_feat
-from ..losses import focal_loss
+from ..losses import focal_loss, reg_smooth_l1_loss
 
 # Loss weights (SPEC 7): heatmaps 1, pull 0.1, push 0.1, offsets 1
 CORNERNET_WEIGHTS = {"heat": 1.0, "pull": 0.1, "push": 0.1, "regr": 1.0}
@@ -57,11 +57,7 @@ def offset_loss(pred: Tensor, ind: Tensor, mask: Tensor, target: Tensor) -> Tens
     """Smooth-L1 between ``pred`` [B, 2, H, W] gathered at ``ind`` [B, M] and ``target`` [B, M, 2],
     summed over the masked slots (``mask`` [B, M] > 0) and both channels, divided by the number of
     objects (+1e-4, as the original; 0 without objects)."""
-    gathered = gather_feat(pred, ind).float()  # [B, M, 2]
-    valid = (mask > 0).float()
-    weight = valid.unsqueeze(2)  # [B, M, 1]
-    loss = F.smooth_l1_loss(gathered * weight, target.float() * weight, reduction="sum")
-    return loss / (valid.sum() + 1e-4)
+    return reg_smooth_l1_loss(pred, ind, mask, target)
 
 
 def corner_terms(output: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:

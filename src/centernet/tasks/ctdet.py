@@ -7,18 +7,53 @@ from torch import Tensor
 
 from ..data.sample import Sample
 from ..decode import decode_ctdet
-from ..losses import focal_loss, reg_l1_loss
-from ..targets import draw_gaussian, object_radius
+from ..losses import focal_loss, heatmap_mse_loss, reg_l1_loss, reg_smooth_l1_loss
+from ..targets import GAUSSIANS, object_radius
 from .base import Task, flip_lr
+
+# The CenterNet paper's ablations (its Table 4): heatmap loss and size loss; the paper's defaults first
+HM_LOSSES = ("focal", "mse")
+SIZE_LOSSES = ("l1", "smooth_l1")
+#: the gaussian each heatmap loss draws its targets with (the original's --mse_loss switches to "msra")
+HM_GAUSSIAN = {"focal": "umich", "mse": "msra"}
+
+
+def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{option} must be one of {choices}, got {value!r}")
+    return value
+
+
+def heatmap_loss(kind: str, raw: Tensor, target: Tensor) -> Tensor:
+    """``focal`` on the logits ``raw`` [B, C, H, W] (SPEC 3), or ``mse``: the mean squared error of the raw
+    head output itself against the target (the original's ``--mse_loss``: the head regresses the heatmap)."""
+    return focal_loss(raw, target) if kind == "focal" else heatmap_mse_loss(raw, target)
+
+
+def activate_heatmap(kind: str, raw: Tensor) -> Tensor:
+    """Raw heatmap -> scores in [0, 1]: sigmoid after the focal loss; after the MSE loss the output already
+    is the heatmap and is clamped to [0, 1] (the original applies a sigmoid there too, which keeps the
+    order but squeezes every score into [0.5, 0.73])."""
+    return torch.sigmoid(raw) if kind == "focal" else raw.clamp(0, 1)
+
+
+def size_loss(kind: str, pred: Tensor, ind: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+    """``l1``: gathered L1 per element (SPEC 3); ``smooth_l1``: the original's ``--reg_loss sl1`` (smooth-L1
+    per object, :func:`~centernet.losses.reg_smooth_l1_loss`)."""
+    loss = reg_l1_loss if kind == "l1" else reg_smooth_l1_loss
+    return loss(pred, ind, mask, target)
 
 
 def encode_centers(sample: Sample, out_w: int, out_h: int, num_classes: int, max_objects: int,
-                   radius_variant: str = "centernet", min_overlap: float = 0.7) -> dict[str, np.ndarray]:
+                   radius_variant: str = "centernet", min_overlap: float = 0.7,
+                   gaussian: str = "umich") -> dict[str, np.ndarray]:
     """Heatmap, size, offset, index and mask targets of the boxes of ``sample`` (output pixels).
 
     Boxes are clipped to the map; objects with no positive clipped size, crowd regions and objects past
-    ``max_objects`` get no target. Slot k belongs to the k-th annotation, as in the original.
+    ``max_objects`` get no target. Slot k belongs to the k-th annotation, as in the original. ``gaussian``:
+    "umich" (SPEC 2) or "msra" (the original's MSE-loss heatmaps, sigma = the radius).
     """
+    draw_gaussian = GAUSSIANS[gaussian]
     hm = np.zeros((num_classes, out_h, out_w), dtype=np.float32)
     wh = np.zeros((max_objects, 2), dtype=np.float32)
     reg = np.zeros((max_objects, 2), dtype=np.float32)
@@ -69,6 +104,9 @@ CENTER_ANALYSIS_ROWS = (
 
 
 class CtdetTask(Task):
+    """Boxes as centre peaks. Options: ``reg_offset`` (the offset head), ``hm_loss`` "focal" (default) or "mse"
+    (with the original's msra gaussians), ``size_loss`` "l1" (default) or "smooth_l1" (the paper's ablations)."""
+
     name = "ctdet"
     heatmap_heads = ("hm",)
     analysis_rows = CENTER_ANALYSIS_ROWS
@@ -76,11 +114,13 @@ class CtdetTask(Task):
 
     def __init__(self, num_classes: int, weights: dict[str, float] | None = None, max_objects: int = 128,
                  max_detections: int = 100, radius_variant: str = "centernet", min_overlap: float = 0.7,
-                 reg_offset: bool = True) -> None:
+                 reg_offset: bool = True, hm_loss: str = "focal", size_loss: str = "l1") -> None:
         super().__init__(num_classes, weights, max_objects, max_detections)
         self.radius_variant = radius_variant
         self.min_overlap = min_overlap
         self.reg_offset = reg_offset
+        self.hm_loss = check_choice("hm_loss", hm_loss, HM_LOSSES)
+        self.size_loss = check_choice("size_loss", size_loss, SIZE_LOSSES)
 
     @classmethod
     def suits(cls, source) -> bool:
@@ -97,12 +137,12 @@ class CtdetTask(Task):
 
     def encode(self, sample: Sample, out_w: int, out_h: int) -> dict[str, np.ndarray]:
         return encode_centers(sample, out_w, out_h, self.num_classes, self.max_objects,
-                              self.radius_variant, self.min_overlap)
+                              self.radius_variant, self.min_overlap, HM_GAUSSIAN[self.hm_loss])
 
     def _stack_terms(self, output: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         terms = {
-            "hm": focal_loss(output["hm"], batch["hm"]),
-            "wh": reg_l1_loss(output["wh"], batch["ind"], batch["reg_mask"], batch["wh"]),
+            "hm": heatmap_loss(self.hm_loss, output["hm"], batch["hm"]),
+            "wh": size_loss(self.size_loss, output["wh"], batch["ind"], batch["reg_mask"], batch["wh"]),
         }
         if self.reg_offset:
             terms["reg"] = reg_l1_loss(output["reg"], batch["ind"], batch["reg_mask"], batch["reg"])
@@ -112,7 +152,7 @@ class CtdetTask(Task):
         return self.stack_loss(outputs, batch, self._stack_terms)
 
     def activate(self, output: dict[str, Tensor]) -> dict[str, Tensor]:
-        maps = {"hm": torch.sigmoid(output["hm"]), "wh": output["wh"]}
+        maps = {"hm": activate_heatmap(self.hm_loss, output["hm"]), "wh": output["wh"]}
         if self.reg_offset:
             maps["reg"] = output["reg"]
         return maps

@@ -28,11 +28,12 @@ from torch import Tensor
 from ..data.keypoints import COCO_FLIP_PAIRS, COCO_KEYPOINT_NAMES, COCO_LIMBS, NUM_JOINTS  # noqa: F401
 from ..data.sample import DetectionSource, Sample
 from ..decode import boxes_at, gather_feat, peaks, topk
-from ..losses import focal_loss, reg_l1_loss
-from ..targets import draw_gaussian
+from ..losses import reg_l1_loss
+from ..targets import GAUSSIANS
 from ..visualize import draw_detections, draw_skeletons
 from .base import Task, flip_lr
-from .ctdet import CENTER_ANALYSIS_ROWS, encode_centers, scatter_at
+from .ctdet import (CENTER_ANALYSIS_ROWS, HM_GAUSSIAN, HM_LOSSES, SIZE_LOSSES, activate_heatmap, check_choice,
+                    encode_centers, heatmap_loss, scatter_at, size_loss)
 
 JOINT_COLUMN = 6  # first joint coordinate column of a row
 JOINT_SCORE_COLUMN = JOINT_COLUMN + 2 * NUM_JOINTS  # 40: first joint confidence column
@@ -136,7 +137,8 @@ def decode_multi_pose(hm: Tensor, wh: Tensor, reg: Tensor | None, hps: Tensor, h
 
 
 class MultiPoseTask(Task):
-    """COCO person keypoints (17 joints, one class). See the module doc for the row layout and targets."""
+    """COCO person keypoints (17 joints, one class). See the module doc for the row layout and targets.
+    ``hm_loss`` ("focal" or "mse", for both heatmaps) and ``size_loss`` ("l1" or "smooth_l1") as ctdet's."""
 
     name = "multi_pose"
     point_columns: ClassVar[tuple[int, ...]] = (0, 1, 2, 3, *range(JOINT_COLUMN, JOINT_SCORE_COLUMN))  # box, joints
@@ -150,7 +152,7 @@ class MultiPoseTask(Task):
 
     def __init__(self, num_classes: int = 1, weights: dict[str, float] | None = None, max_objects: int = 32,
                  max_detections: int = 100, radius_variant: str = "centernet", min_overlap: float = 0.7,
-                 empty_person: str = "box") -> None:
+                 empty_person: str = "box", hm_loss: str = "focal", size_loss: str = "l1") -> None:
         if num_classes != 1:
             raise ValueError(f"multi_pose detects one class (person), got num_classes={num_classes}")
         if empty_person not in EMPTY_PERSON_MODES:
@@ -159,6 +161,8 @@ class MultiPoseTask(Task):
         self.radius_variant = radius_variant
         self.min_overlap = min_overlap
         self.empty_person = empty_person
+        self.hm_loss = check_choice("hm_loss", hm_loss, HM_LOSSES)
+        self.size_loss = check_choice("size_loss", size_loss, SIZE_LOSSES)
 
     @classmethod
     def suits(cls, source: DetectionSource) -> bool:
@@ -175,8 +179,9 @@ class MultiPoseTask(Task):
         """ctdet's centre targets plus ``hps`` [M, 2J] / ``hps_mask`` [M, 2J], ``hm_hp`` [J, H, W] and
         ``hp_offset`` [M*J, 2] / ``hp_ind`` [M*J] / ``hp_mask`` [M*J] (slot m*J + j: joint j of person m)."""
         kps = _checked_keypoints(sample)
+        gaussian = HM_GAUSSIAN[self.hm_loss]
         targets = encode_centers(sample, out_w, out_h, self.num_classes, self.max_objects,
-                                 self.radius_variant, self.min_overlap)
+                                 self.radius_variant, self.min_overlap, gaussian)
         m, n = self.max_objects, min(len(sample), self.max_objects)
         kept = targets["reg_mask"][:n] > 0  # [n] people with a target at all
         centers = np.stack([targets["ind"][:n] % out_w, targets["ind"][:n] // out_w], axis=1)  # [n, 2] int
@@ -199,7 +204,7 @@ class MultiPoseTask(Task):
         hp_mask[:n] = valid
         hm_hp = np.zeros((NUM_JOINTS, out_h, out_w), dtype=np.float32)
         for person, joint in zip(*np.nonzero(valid)):  # the person's radius, as the original
-            draw_gaussian(hm_hp[joint], pts_int[person, joint], targets["radius"][person])
+            GAUSSIANS[gaussian](hm_hp[joint], pts_int[person, joint], targets["radius"][person])
         if self.empty_person == "original":
             labelled = (kps[:n, :, 2] > 0).any(axis=1)
             targets["reg_mask"][:n] *= labelled
@@ -211,11 +216,11 @@ class MultiPoseTask(Task):
     def _stack_terms(self, output: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         ind, mask = batch["ind"], batch["reg_mask"]
         return {
-            "hm": focal_loss(output["hm"], batch["hm"]),
-            "wh": reg_l1_loss(output["wh"], ind, mask, batch["wh"]),
+            "hm": heatmap_loss(self.hm_loss, output["hm"], batch["hm"]),
+            "wh": size_loss(self.size_loss, output["wh"], ind, mask, batch["wh"]),
             "reg": reg_l1_loss(output["reg"], ind, mask, batch["reg"]),
             "hps": reg_l1_loss(output["hps"], ind, batch["hps_mask"], batch["hps"]),
-            "hm_hp": focal_loss(output["hm_hp"], batch["hm_hp"]),
+            "hm_hp": heatmap_loss(self.hm_loss, output["hm_hp"], batch["hm_hp"]),
             "hp_offset": reg_l1_loss(output["hp_offset"], batch["hp_ind"], batch["hp_mask"], batch["hp_offset"]),
         }
 
@@ -225,8 +230,8 @@ class MultiPoseTask(Task):
     # -- inference -----------------------------------------------------------------------------------------
     def activate(self, output: dict[str, Tensor]) -> dict[str, Tensor]:
         maps = dict(output)
-        maps["hm"] = torch.sigmoid(output["hm"])
-        maps["hm_hp"] = torch.sigmoid(output["hm_hp"])
+        maps["hm"] = activate_heatmap(self.hm_loss, output["hm"])
+        maps["hm_hp"] = activate_heatmap(self.hm_loss, output["hm_hp"])
         return maps
 
     def merge_flip(self, maps: dict[str, Tensor]) -> dict[str, Tensor]:

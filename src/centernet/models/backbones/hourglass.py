@@ -13,6 +13,10 @@ HG104_DIMS = [256, 256, 384, 384, 384, 512]
 HG104_MODULES = [2, 2, 2, 2, 2, 4]
 STEM_CHANNELS = 128  # after the 7x7 stem conv; the stem's residual widens to HG104_DIMS[0]
 CNV_CHANNELS = 256  # width of the per-stack output features the heads see
+# The original's top-level module names (CenterNet's large_hourglass and CornerNet's kp), and, inside a head
+# (``make_kp_layer``), our layer index -> the original's (its first conv sits in a ``convolution``)
+HOURGLASS_ROOTS = ("pre", "kps", "cnvs", "inters", "inters_", "cnvs_")
+HOURGLASS_HEAD_LAYERS = {"0": "0.conv", "2": "1"}
 
 
 class ConvBNReLU(nn.Module):
@@ -86,15 +90,22 @@ class HourglassModule(nn.Module):
 class Hourglass(nn.Module):
     """Stacked hourglass: a stride-4 stem (``pre``) then ``num_stacks`` hourglasses, each followed by a
     3x3 conv (``cnvs``); between stacks the stem path and the stack output are merged (``inters_``,
-    ``cnvs_``, ``inters``). ``forward`` returns every stack's [B, 256, H/4, W/4] output."""
+    ``cnvs_``, ``inters``). ``forward`` returns every stack's [B, cnv_dim, H/4, W/4] output.
+
+    The defaults build Hourglass-104; ``depth`` nested levels with ``dims`` (depth + 1 widths, the last at the
+    bottom) and ``modules`` (residuals per level), ``stem_channels`` and ``cnv_dim`` give the same structure
+    at other sizes."""
 
     def __init__(self, num_stacks: int = 2, depth: int = HG104_DEPTH, dims: list[int] | None = None,
-                 modules: list[int] | None = None, cnv_dim: int = CNV_CHANNELS) -> None:
+                 modules: list[int] | None = None, cnv_dim: int = CNV_CHANNELS,
+                 stem_channels: int = STEM_CHANNELS) -> None:
         super().__init__()
         dims = list(HG104_DIMS if dims is None else dims)
         modules = list(HG104_MODULES if modules is None else modules)
+        if len(dims) != depth + 1 or len(modules) != depth + 1:
+            raise ValueError(f"a depth-{depth} hourglass needs {depth + 1} dims and modules, got {dims} and {modules}")
         curr = dims[0]
-        self.pre = nn.Sequential(ConvBNReLU(7, 3, STEM_CHANNELS, stride=2), Residual(STEM_CHANNELS, curr, stride=2))
+        self.pre = nn.Sequential(ConvBNReLU(7, 3, stem_channels, stride=2), Residual(stem_channels, curr, stride=2))
         self.kps = nn.ModuleList(HourglassModule(depth, dims, modules) for _ in range(num_stacks))
         self.cnvs = nn.ModuleList(ConvBNReLU(3, curr, cnv_dim) for _ in range(num_stacks))
         self.inters = nn.ModuleList(Residual(curr, curr) for _ in range(num_stacks - 1))

@@ -154,17 +154,20 @@ class CornerPoolModule(nn.Module):
     bottom-right), summed, 3x3 conv-BN (``p_conv1``, ``p_bn1``), plus a 1x1 conv-BN skip of the input
     (``conv1``, ``bn1``), ReLU (``relu1``), 3x3 conv-BN-ReLU (``conv2``). Submodule names are the original's,
     so its weights load by renaming the prefix only. [B, dim, H, W] -> [B, dim, H, W]
+
+    ``pool=False`` (the CornerNet paper's ablation without corner pooling) replaces both pools by the
+    identity: the same convolutions and parameters, the two 3x3 conv-BN-ReLU outputs simply summed.
     """
 
     def __init__(self, dim: int, directions: tuple[Direction, Direction] = ("top", "left"),
-                 pool_channels: int = POOL_CHANNELS, method: Method = "auto") -> None:
+                 pool_channels: int = POOL_CHANNELS, method: Method = "auto", pool: bool = True) -> None:
         super().__init__()
         if len(directions) != 2:
             raise ValueError(f"a corner branch pools in two directions, got {directions!r}")
         self.p1_conv1 = ConvBNReLU(3, dim, pool_channels)
         self.p2_conv1 = ConvBNReLU(3, dim, pool_channels)
-        self.pool1 = CornerPool(directions[0], method)
-        self.pool2 = CornerPool(directions[1], method)
+        self.pool1: nn.Module = CornerPool(directions[0], method) if pool else nn.Identity()
+        self.pool2: nn.Module = CornerPool(directions[1], method) if pool else nn.Identity()
         self.p_conv1 = nn.Conv2d(pool_channels, dim, 3, padding=1, bias=False)
         self.p_bn1 = nn.BatchNorm2d(dim)
         self.conv1 = nn.Conv2d(dim, dim, 1, bias=False)
