@@ -50,7 +50,7 @@ def test_module_starts_as_half_masked_conv_and_has_gradients():
 
 
 @pytest.mark.parametrize("stride,padding,dilation,groups", [(1, 1, 1, 1), (2, 1, 1, 2), (1, 2, 2, 4)])
-def test_bag_and_grid_samplers_agree_in_values_and_gradients(stride, padding, dilation, groups):
+def test_all_samplers_agree_in_values_and_gradients(stride, padding, dilation, groups):
     torch.manual_seed(1)
     x = torch.randn(2, 8, 9, 11)
     w = torch.randn(5, 8, 3, 3)
@@ -59,12 +59,13 @@ def test_bag_and_grid_samplers_agree_in_values_and_gradients(stride, padding, di
     off = torch.randn(2, 2 * groups * 9, ho, wo) * 3  # many samples fall outside the image
     mask = torch.rand(2, groups * 9, ho, wo)
     grads = []
-    for sampler in ("bags", "grid"):
+    for sampler in ("bags", "grid", "mosaic"):
         leaves = [t.clone().requires_grad_() for t in (x, off, mask, w)]
         out = modulated_deform_conv2d(*leaves[:3], leaves[3], None, stride, padding, dilation, groups, sampler=sampler)
         out.square().sum().backward()
         grads.append((out.detach(), [t.grad for t in leaves]))
-    (out_b, g_b), (out_g, g_g) = grads
-    torch.testing.assert_close(out_b, out_g, atol=1e-4, rtol=1e-4)
-    for a, b in zip(g_b, g_g):
-        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+    (out_b, g_b), *others = grads
+    for out_o, g_o in others:
+        torch.testing.assert_close(out_o, out_b, atol=1e-4, rtol=1e-4)
+        for a, b in zip(g_o, g_b):
+            torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)

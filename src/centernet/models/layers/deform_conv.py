@@ -8,10 +8,14 @@ Two sampling kernels compute the same columns (tested equal, values and gradient
 - ``bags`` (default in eager mode): each sample is a weighted sum of four input rows (channels-last),
   i.e. an ``embedding_bag`` whose per-sample weights are bilinear weight x mask. Contiguous row reads, and
   the columns come out in the matmul's layout with no copy.
-- ``grid``: ``grid_sample`` (GridSample, opset >= 16), a standard op: used while exporting to ONNX, and in
-  eager mode for narrow inputs, where the bags' backward (a sort over all sample indices, whatever the
-  channel count) costs more than it saves (``benchmarks/bench_deform_conv.py``; measured here: bags are
-  1.3-2.5x faster forward from 64 channels per group up, 2-7x slower forward + backward at 8-16).
+- ``grid``: ``grid_sample`` (GridSample, opset >= 16), a standard op: used in eager mode for narrow
+  inputs, where the bags' backward (a sort over all sample indices, whatever the channel count) costs more
+  than it saves (``benchmarks/bench_deform_conv.py``; measured here: bags are 1.3-2.5x faster forward from
+  64 channels per group up, 2-7x slower forward + backward at 8-16).
+- ``mosaic`` (while exporting to ONNX): ``grid_sample`` onto a [Ho*kh, Wo*kw] mosaic of the taps, then the
+  k x k weights as a plain Conv of stride (kh, kw). Same values, but no transpose of the columns: in
+  onnxruntime that transpose cost as much as the convs around it (``benchmarks/bench_int8.py``), and the
+  Conv is one onnxruntime quantises to int8.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-Sampler = Literal["auto", "bags", "grid"]
+Sampler = Literal["auto", "bags", "grid", "mosaic"]
 BAGS_MIN_CHANNELS = 64  # channels per deformable group from which "auto" samples with bags
 
 
@@ -83,6 +87,23 @@ def _columns_grid(x: Tensor, ys: Tensor, xs: Tensor, mask: Tensor) -> Tensor:
     return sampled.reshape(b, g, c // g, p, kk).permute(0, 3, 1, 4, 2).reshape(b, p, g * kk * (c // g))
 
 
+def _mosaic_conv(x: Tensor, ys: Tensor, xs: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None,
+                 out_hw: tuple[int, int]) -> Tensor:
+    """The whole DCN output [B, O, Ho, Wo]: masked samples laid out as a [B, C, Ho*kh, Wo*kw] mosaic (tap
+    (i, j) of output (y, x) at row y*kh + i, column x*kw + j), then a Conv of stride (kh, kw)."""
+    b, c, h, w = x.shape
+    g = ys.shape[2]
+    (ho, wo), (kh, kw) = out_hw, weight.shape[-2:]
+
+    def mosaic(t: Tensor) -> Tensor:  # [B, Ho*Wo, G, kh*kw] -> [B*G, Ho*kh, Wo*kw]
+        return t.reshape(b, ho, wo, g, kh, kw).permute(0, 3, 1, 4, 2, 5).reshape(b * g, ho * kh, wo * kw)
+
+    grid = torch.stack([(2 * mosaic(xs) + 1) / w - 1, (2 * mosaic(ys) + 1) / h - 1], dim=-1)  # as _columns_grid
+    sampled = F.grid_sample(x.reshape(b * g, c // g, h, w), grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=False) * mosaic(mask).unsqueeze(1)  # [B*G, C/G, Ho*kh, Wo*kw]
+    return F.conv2d(sampled.reshape(b, c, ho * kh, wo * kw), weight, bias, stride=(kh, kw))
+
+
 def modulated_deform_conv2d(
     x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None = None,
     stride=1, padding=0, dilation=1, deformable_groups: int = 1, sampler: Sampler = "auto",
@@ -91,7 +112,7 @@ def modulated_deform_conv2d(
     [B, G*k*k, Ho, Wo] already in (0, 1), ``weight`` [O, C, kh, kw]. Returns [B, O, Ho, Wo].
 
     ``sampler="auto"`` uses ``bags`` in eager mode from ``BAGS_MIN_CHANNELS`` channels per group, else
-    ``grid`` (always while tracing for export).
+    ``grid``; ``mosaic`` while tracing for export.
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     b, c = x.shape[:2]
@@ -100,9 +121,11 @@ def modulated_deform_conv2d(
     ho, wo = offset.shape[-2:]
     if sampler == "auto":
         tracing = torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
-        sampler = "bags" if not tracing and c // deformable_groups >= BAGS_MIN_CHANNELS else "grid"
+        sampler = "mosaic" if tracing else "bags" if c // deformable_groups >= BAGS_MIN_CHANNELS else "grid"
     ys, xs = _sample_points(offset, (kh, kw), stride, padding, dilation, g)  # [B, Ho*Wo, G, k*k]
     m = mask.reshape(b, g, kk, ho * wo).permute(0, 3, 1, 2)  # [B, Ho*Wo, G, k*k]
+    if sampler == "mosaic":
+        return _mosaic_conv(x, ys, xs, m, weight, bias, (ho, wo))
     columns = (_columns_bags if sampler == "bags" else _columns_grid)(x, ys, xs, m)  # [B, Ho*Wo, G*kk*C/G]
     # weight [O, C, kh, kw] -> [O, G, k*k, C/G]: the columns' (group, tap, channel) order
     wmat = weight.reshape(out_ch, g, c // g, kk).permute(0, 1, 3, 2).reshape(out_ch, -1)
