@@ -69,3 +69,14 @@ def test_all_samplers_agree_in_values_and_gradients(stride, padding, dilation, g
         torch.testing.assert_close(out_o, out_b, atol=1e-4, rtol=1e-4)
         for a, b in zip(g_o, g_b):
             torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+def test_bags_sampler_runs_under_autocast():
+    layer = ModulatedDeformConv2d(64, 8)  # 64 channels per group: the bags sampler in eager mode
+    with torch.no_grad():
+        layer.conv_offset_mask.weight.normal_(0, 0.05)
+        x = torch.randn(1, 64, 6, 7)
+        ref = layer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # the bag weights come out bf16, the rows fp32
+            out = layer(x)
+    torch.testing.assert_close(out.float(), ref, atol=0.1, rtol=0.05)

@@ -70,7 +70,7 @@ def _columns_bags(x: Tensor, ys: Tensor, xs: Tensor, mask: Tensor) -> Tensor:
     rows = x.reshape(b, g, c // g, h * w).transpose(2, 3)  # [B, G, H*W, C/G]
     rows = torch.cat([rows, rows.new_zeros(b, g, 1, c // g)], dim=2).reshape(-1, c // g)
     sampled = F.embedding_bag(torch.stack(index, -1).reshape(-1, 4), rows,
-                              per_sample_weights=torch.stack(weight, -1).reshape(-1, 4), mode="sum")
+                              per_sample_weights=torch.stack(weight, -1).reshape(-1, 4).to(rows.dtype), mode="sum")
     return sampled.reshape(b, p, g * kk * (c // g))  # bags were laid out [B, Ho*Wo, G, k*k]: no copy
 
 
