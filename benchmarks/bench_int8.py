@@ -7,14 +7,15 @@ fixed size, quantise, then time both sessions at batch 1 in alternating rounds (
 
 AP (``--ap``): export each checkpoint (its configured input size), quantise it on ``--calib`` (a folder of
 images or a data set), run both ``.onnx`` files through ``Predictor.from_onnx`` on every image of ``--val``
-and score them with pycocotools. ``--holdout N`` scores only every N-th image of ``--val`` and calibrates
-on the others (the split ``--train`` trains on). The demo model and a raccoon model:
+and score them with pycocotools (``--methods`` and ``--exclude-sets`` compare quantisation settings).
+``--holdout N`` scores only every N-th image of ``--val`` and calibrates on the others (the split ``--train``
+trains on). The demo model and a raccoon model:
 
     python -c "from centernet.demo import run_demo; run_demo('/tmp/int8_demo')"
     PYTHONPATH=src python benchmarks/bench_int8.py --ap /tmp/int8_demo/best.pth \\
         --val /tmp/int8_demo/data/annotations/instances_val.json --calib /tmp/int8_demo/data/train
     PYTHONPATH=src python benchmarks/bench_int8.py --train ../shared/data/raccoon_voc --out /tmp/raccoon \\
-        --arch dla_tiny --size 256 --epochs 30 --holdout 5
+        --arch dla_tiny --size 192 --epochs 30 --holdout 5 --threads 1
     PYTHONPATH=src python benchmarks/bench_int8.py --ap /tmp/raccoon/best.pth --val ../shared/data/raccoon_voc \\
         --holdout 5
 """
