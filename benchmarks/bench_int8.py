@@ -6,7 +6,7 @@ fixed size, quantise, then time both sessions at batch 1 in alternating rounds (
     PYTHONPATH=src python benchmarks/bench_int8.py --archs resdcn_18 dla_34 --size 512 --threads 2
 
 AP (``--ap``): export each checkpoint (its configured input size), quantise it on ``--calib`` (a folder of
-images or a data set), run both ``.onnx`` files through ``Predictor.from_onnx`` on every image of ``--val``
+images or a data set), run both ``.onnx`` files through the shared evaluator on an ``OnnxRunner`` on every image of ``--val``
 and score them with pycocotools (``--methods`` and ``--exclude-sets`` compare quantisation settings).
 ``--holdout N`` scores only every N-th image of ``--val`` and calibrates on the others (the split ``--train``
 trains on). The demo model and a raccoon model:
@@ -28,12 +28,11 @@ from pathlib import Path
 
 import torch
 
-from centernet.builders import model_from_config, open_source, set_classes, task_from_config
+from centernet.builders import eval_settings, model_from_config, open_source, set_classes, task_from_config
 from centernet.config import ExperimentConfig
 from centernet.data import make_synthetic_dataset, read_image
-from centernet.data.sample import DetectionSource, Subset, category_ids
-from centernet.engine.evaluator import score_results
-from centernet.engine.predictor import Predictor
+from centernet.data.sample import DetectionSource, Subset
+from centernet.engine.evaluator import evaluate
 from centernet.export.onnx import OnnxRunner, export_checkpoint, export_onnx
 from centernet.export.quantize import DEFAULT_EXCLUDE, quantize_onnx
 from timing import median_seconds
@@ -60,13 +59,10 @@ def latency(arch: str, size: int, rounds: int, threads: int, calib: Path, workdi
 
 
 def onnx_metrics(path: Path, source: DetectionSource) -> dict[str, float]:
-    """COCO metrics of an exported model run image by image through ``Predictor.from_onnx``."""
-    predictor = Predictor.from_onnx(path)
-    cat_ids, results = category_ids(source), []
-    for sample in source.samples:
-        rows = predictor(read_image(sample.path)).rows
-        results += predictor.task.to_results(rows, sample.image_id, cat_ids)
-    return score_results(predictor.task, source, results)
+    """The task scorer's metrics of an exported model, evaluated through onnxruntime by the shared evaluator."""
+    runner = OnnxRunner(path)
+    task = task_from_config(runner.config)
+    return evaluate(runner, task, source, eval_settings(runner.config), progress=False).metrics
 
 
 def split(source: DetectionSource, holdout: int) -> tuple[DetectionSource, DetectionSource]:

@@ -5,9 +5,9 @@ The calibration images go through exactly the test pipeline of the model's store
 activation ranges are those the model sees at test time. Only the layers with weights (Conv, MatMul,
 Gemm) and the ops around them that onnxruntime fuses into integer kernels (Relu, Add, MaxPool) are
 quantised (uint8 activations, int8 weights per output channel); the deformable sampling of every DCN
-(positions, GridSample, mask) stays float, and so do the node groups named in ``exclude`` (see
+(positions, gathers, corner and mask weights) stays float, and so do the node groups named in ``exclude`` (see
 :data:`EXCLUDE_GROUPS`). The centernet metadata of the float model is copied (plus a summary under
-:data:`META_QUANTIZATION`), so ``Predictor.from_onnx`` and :class:`OnnxRunner` use the result unchanged.
+:data:`META_QUANTIZATION`), so ``onnx_predictor`` and :class:`OnnxRunner` use the result unchanged.
 
 Defaults as measured by ``benchmarks/bench_int8.py --ap``: quantising the heads' last convs too cost
 0.3 AP on the demo model and 2.9 AP on a raccoon model; keeping them float (``heads``) costs 0.0 / 1.0;
@@ -145,9 +145,11 @@ def excluded_nodes(model, exclude: Iterable[str]) -> list[str]:
                          for o in c.output]
         return False
 
+    weights = {i.name for i in model.graph.initializer}
     names: set[str] = set()
-    for n in nodes:
-        if any(n.name.startswith(p) for p in dcn_prefixes) and n.op_type not in WEIGHTED_OPS:
+    for n in nodes:  # a DCN's sampling (gathers, corner weights: a MatMul of two activations) stays float
+        with_weights = n.op_type in WEIGHTED_OPS and any(name in weights for name in n.input)
+        if any(n.name.startswith(p) for p in dcn_prefixes) and not with_weights:
             names.add(n.name)
     for item in exclude:
         if item == "heads":
