@@ -78,8 +78,9 @@ class Predictor:
         return self.task.draw(out, pred.rows, self.class_names, score_thresh, pred.meta)
 
     def run(self, source: str | Path, out_dir: str | Path, score_thresh: float = 0.3, heatmap: bool = False,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Predict on an image, a folder of images or a video; write drawings and ``detections.json``.
+        ``meta`` goes with every image (e.g. {"calib": P2}).
 
         Returns {"images": n, "images_per_s": f, "json": path}.
         """
@@ -91,7 +92,7 @@ class Predictor:
         start, count = time.perf_counter(), 0
         for frame_id, (name, image) in enumerate(tqdm(frames, desc="predict", disable=None if progress else True,
                                                       total=getattr(frames, "total", None))):
-            pred = self(image)
+            pred = self(image, meta)
             meta = {**pred.meta, "image_id": frame_id}
             results += [dict(r, file_name=name) for r in self.task.to_results(pred.rows, meta, self.cat_ids)
                         if r["score"] >= score_thresh]

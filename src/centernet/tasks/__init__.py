@@ -9,11 +9,13 @@ from ..models.heads import HeadSpec
 from ..registry import Registry
 from .base import Task
 from .ctdet import CtdetTask
+from .ddd import DddTask
 from .pose import MultiPoseTask
 
 TASKS: Registry[type[Task]] = Registry("task")
 TASKS.register("ctdet")(CtdetTask)
 TASKS.register("multi_pose")(MultiPoseTask)
+TASKS.register("ddd")(DddTask)
 
 _BASE_ARGS = ("num_classes", "weights", "max_objects", "max_detections")
 
@@ -62,5 +64,5 @@ def resolve_heads(heads: Mapping[str, int]) -> dict[str, HeadSpec]:
     return specs
 
 
-__all__ = ["TASKS", "Task", "CtdetTask", "MultiPoseTask", "build_task", "guess_task", "resolve_heads",
+__all__ = ["TASKS", "Task", "CtdetTask", "DddTask", "MultiPoseTask", "build_task", "guess_task", "resolve_heads",
            "task_options"]
