@@ -3,7 +3,6 @@ centres falls and its AP rises well above an untrained model's; on the 3 real ki
 the 2D boxes and their orientation."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -77,16 +76,22 @@ def test_synthetic_3d_training_learns_depth_and_orientation(tmp_path):
 
 def test_kitti_mini_overfit_raises_2d_ap_and_aos(shared_data, tmp_path):
     pytest.importorskip("centernet.evaluation.kitti")
+    from centernet.evaluation.kitti_scoring import KittiScorer, label_results
+
     source = open_source(str(shared_data / "kitti_mini"), task="ddd")
-    cfg = small_config(source, (640, 192), steps=60, out_dir=tmp_path / "run", batch=3)
+    # 320x96 (a quarter of KITTI's input): resdcn_18_tiny's backward on the pipeline's channels-last inputs
+    # corrupts the heap from 640x192 up (oneDNN; not with torch.backends.mkldnn off)
+    cfg = small_config(source, (320, 96), steps=120, out_dir=tmp_path / "run", batch=3)
     task = task_from_config(cfg)
     torch.manual_seed(0)
     before = evaluate(model_from_config(cfg, task), task, source, eval_settings(cfg), progress=False).metrics
     model = train(cfg, task, source)
     after = evaluate(model, task, source, eval_settings(cfg), progress=False).metrics
-    # 3 frames hold one Car and one Pedestrian of moderate difficulty: the devkit's AP of a perfect detector
-    # is 1/11 there (one recall sample), so "clearly above" is a step from 0 towards 0.09
+    # 3 frames hold one Car and one Pedestrian of moderate difficulty: the devkit's AP of the labels
+    # themselves is 1/11 there (one recall sample each), so that is the ceiling
+    ceiling = KittiScorer(source)
+    ceiling.add(label_results(source))
+    best = ceiling.result()
     for metric in ("kitti_bbox_moderate", "kitti_aos_moderate"):
-        assert after[metric] > before[metric] + 0.05, (metric, before[metric], after[metric])
-    assert after["AP50"] > before["AP50"] + 0.3  # COCO box AP of the same results
-    assert np.isfinite(list(after.values())).all()
+        assert before[metric] < 0.2 * best[metric] and after[metric] > 0.8 * best[metric], (metric, before, after)
+    assert after["AP50"] > before["AP50"] + 0.5  # COCO box AP of the same results
