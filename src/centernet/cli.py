@@ -68,6 +68,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="task of --oracle (default: the task the data suits, e.g. keypoints -> "
                                   "multi_pose)")
     p.add_argument("--json", help="write the metrics here as json")
+    p.add_argument("--results-dir", help="write the results here in the data set's own format, when its "
+                                         "scorer has one (e.g. KITTI label files, one per image)")
     _add_data_args(p)
 
 
@@ -84,6 +86,8 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="predictions", help="folder for drawn images/video and detections.json")
     p.add_argument("--score", type=float, default=0.3, help="draw and save detections above this score")
     p.add_argument("--heatmap", action="store_true", help="overlay the predicted heatmap")
+    p.add_argument("--calib", help="KITTI calibration file whose camera matrix P2 every image gets (tasks "
+                                   "that lift detections to 3D need it)")
     _add_test_args(p)
     p.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
                    help="auto: onnxruntime for .onnx files, else pytorch")
@@ -240,9 +244,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     elif model is None and settings.input_size is None:  # the oracle needs the fixed training geometry
         settings.input_size = tuple(cfg.data.input_size)
     result = evaluate(model, task, source, settings, device, verbose=True)
+    report = result.scorer.report() if result.scorer is not None else ""
+    if report:
+        print(report)
     print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))
     if args.json:
         Path(args.json).write_text(json.dumps(result.metrics, indent=2))
+    if args.results_dir and result.scorer is not None:
+        written = result.scorer.write(args.results_dir)
+        print(f"wrote {len(written)} result files to {args.results_dir}" if written
+              else f"this data set's scorer writes no result files; nothing in {args.results_dir}")
     return 0
 
 
@@ -261,7 +272,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if settings.input_size is None:
         settings.input_size = tuple(cfg.data.input_size)
     rows = error_analysis(model, task, source, settings, device)
-    print(format_table(rows))
+    print(format_table(rows, task.analysis_columns))
     if args.json:
         Path(args.json).write_text(json.dumps(
             [{"name": r.name, "oracle": sorted(r.oracle), **r.metrics} for r in rows], indent=2))
@@ -283,7 +294,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictor = onnx_predictor(args.checkpoint, **overrides)
     else:
         predictor = load_predictor(args.checkpoint, _device(args.device), **overrides)
-    summary = predictor.run(args.input, args.out, args.score, args.heatmap)
+    meta = None
+    if args.calib:
+        from .data.kitti import read_calib
+
+        meta = {"calib": read_calib(args.calib)}
+    summary = predictor.run(args.input, args.out, args.score, args.heatmap, meta=meta)
     print(f"{summary['images']} images at {summary['images_per_s']:.1f} images/s ({backend}); "
           f"detections in {summary['json']}")
     return 0

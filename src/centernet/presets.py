@@ -8,6 +8,7 @@ from typing import Callable
 
 from .config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig, TrainConfig
 from .registry import Registry
+from .weights import IMAGENET_MEAN, IMAGENET_STD
 
 PRESETS: Registry[Callable[[], ExperimentConfig]] = Registry("preset")
 
@@ -101,6 +102,42 @@ def cornernet_cpu_small() -> ExperimentConfig:
     cfg.model.arch = "hourglass_tiny"
     cfg.task = TaskConfig(name="cornernet", num_classes=3)
     cfg.train.out_dir = "runs/demo_cornernet"
+    return cfg
+
+
+# Monocular 3D on KITTI (SPEC 6), as the original's experiments/ddd_3dop.sh and ddd_sub.sh: DLA-34 at 384x1280,
+# batch 16, 70 epochs, lr 1.25e-4 (the original's default, not rescaled to the batch) dropped at 45 and 60;
+# scale / shift augmentation only (no flip, no colour: the original comments them out); ImageNet mean / std
+# applied to BGR images and the class order Pedestrian, Car, Cyclist, as the original's weights expect; 50
+# objects per image. Data: the split's ImageSets files, e.g. --train KITTI/ImageSets/train.txt --val
+# KITTI/ImageSets/val.txt (3DOP: Chen et al.'s split; SubCNN: Xiang et al.'s).
+def _ddd(split: str) -> ExperimentConfig:
+    return ExperimentConfig(
+        model=ModelConfig(arch="dla_34"),
+        data=DataConfig(input_size=(1280, 384), mean=IMAGENET_MEAN, std=IMAGENET_STD, random_crop=False,
+                        scale_jitter=0.4, shift_jitter=0.1, flip_prob=0.0, color_aug=False, max_objects=50),
+        task=TaskConfig(name="ddd", num_classes=3, class_names=["Pedestrian", "Car", "Cyclist"]),
+        train=TrainConfig(epochs=70, batch_size=16, lr=1.25e-4, lr_steps=(45, 60), out_dir=f"runs/ddd_{split}"),
+    )
+
+
+PRESETS.register("ddd_dla34_3dop")(lambda: _ddd("3dop"))
+PRESETS.register("ddd_dla34_subcnn")(lambda: _ddd("subcnn"))
+
+
+@PRESETS.register("ddd_cpu_small")
+def ddd_cpu_small() -> ExperimentConfig:
+    """Minutes on a 2-core CPU: the synthetic 3D boxes (centernet.data.synthetic_kitti, 320x96, e.g. 512
+    frames at depths 5-30 m) on the smallest arch, no augmentation. The depth loss weighs 0.1 here: at full
+    weight its gradients (about z per object through 1 / sigmoid) keep this small net from a heatmap."""
+    cfg = _ddd("cpu_small")
+    cfg.model.arch = "resdcn_18_tiny"
+    cfg.data.input_size = (320, 96)
+    cfg.data.scale_jitter, cfg.data.shift_jitter = 0.0, 0.0
+    cfg.data.num_workers = 1
+    cfg.task.weights = {"dep": 0.1}
+    cfg.train = TrainConfig(epochs=30, batch_size=16, lr=5e-3, lr_steps=(24, 28), val_interval=10, seed=0,
+                            out_dir="runs/demo_ddd")
     return cfg
 
 

@@ -32,14 +32,18 @@ def open_dataset(spec: str | Path, image_dir: str | Path | None = None, keypoint
     * a folder with ``images/`` -> :class:`YoloDetection` on ``images/`` (or its only sub-folder, as in
       ``coco128/images/train2017``); a folder holding images itself -> :class:`YoloDetection` on it.
     * a folder with ``training/label_2`` (or ``label_2`` and ``calib``) -> :class:`KittiDetection`
-      (``split="train"`` etc. picks ``ImageSets/<split>.txt``).
+      (``split="train"`` etc. picks ``ImageSets/<split>.txt``); a split file ``<root>/ImageSets/<name>.txt``
+      itself -> :class:`KittiDetection` of ``<root>`` with that split (e.g. the 3DOP ``train.txt``).
 
     Other keyword arguments go to the reader (``class_names``, ``label_dir``, ``split_file``, ...).
     """
     spec = Path(spec)
+    if spec.is_file() and spec.suffix.lower() == ".txt" and spec.parent.name == "ImageSets":
+        return KittiDetection(spec.parent.parent, split=spec, image_dir=image_dir, **kwargs)
     if spec.is_file():
         if spec.suffix.lower() != ".json":
-            raise DataError(f"{spec}: cannot guess the data set format (expected a COCO .json file or a folder)")
+            raise DataError(f"{spec}: cannot guess the data set format (expected a COCO .json file, a KITTI "
+                            "ImageSets/<split>.txt or a folder)")
         if image_dir is None:
             image_dir = _coco_image_dir(spec)
         if keypoints is None:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from ..config import COCO_MEAN, COCO_STD, ExperimentConfig
 from ..data.pipeline import TestDataset, TrainDataset, collate
 from ..data.sample import DetectionSource, category_ids
+from ..evaluation.scoring import Scorer
 from ..tasks.base import Task
 from .inference import Runner, model_runner, predict_passes
 
@@ -85,6 +86,7 @@ class EvalResult:
     metrics: dict[str, float]
     results: list[dict[str, Any]]  # the task's result format (COCO for box and keypoint tasks)
     headline: str = "AP"  # the scorer's headline metric
+    scorer: Scorer | None = None  # holds the results: its report() and write(folder) hooks
 
 
 Model = Union[nn.Module, Runner, None]
@@ -156,4 +158,4 @@ def evaluate(model: Model, task: Task, source: DetectionSource, settings: EvalSe
     scorer = task.scorer(source)
     results = scorer_results(model, task, source, settings, device, progress)
     scorer.add(results)
-    return EvalResult(scorer.result(verbose), results, scorer.headline)
+    return EvalResult(scorer.result(verbose), results, scorer.headline, scorer)

@@ -80,8 +80,9 @@ class Predictor:
         return self.task.draw(out, pred.rows, self.class_names, score_thresh, pred.meta)
 
     def run(self, source: str | Path, out_dir: str | Path, score_thresh: float = 0.3, heatmap: bool = False,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Predict on an image, a folder of images or a video; write drawings and ``detections.json``.
+        ``meta`` goes with every image (e.g. {"calib": P2}).
 
         Boxes are clipped to the image. A file of a folder that cannot be read is skipped and reported (one
         counted warning naming the files); the others are processed. Returns {"images": n,
@@ -100,7 +101,7 @@ class Predictor:
                 skipped.append(frame.error or frame.name)
                 continue
             image = frame.image
-            pred = self(image)
+            pred = self(image, meta)
             pred.rows = clip_boxes(pred.rows, image.shape[1], image.shape[0])
             meta = {**pred.meta, "image_id": frame_id}
             results += [dict(r, file_name=frame.name) for r in self.task.to_results(pred.rows, meta, self.cat_ids)

@@ -6,6 +6,7 @@ that decides the best checkpoint.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..data.sample import DetectionSource
@@ -35,6 +36,15 @@ class Scorer:
 
     def result(self, verbose: bool = False) -> dict[str, float]:
         raise NotImplementedError
+
+    def report(self) -> str:
+        """A text report beyond the flat metrics (e.g. a per-class table), after :meth:`result`; "" if none."""
+        return ""
+
+    def write(self, folder: str | Path) -> list[Path]:
+        """Write the results in the data set's own format under ``folder`` (e.g. KITTI label files);
+        returns the paths written (none by default)."""
+        return []
 
 
 class CocoScorer(Scorer):
@@ -99,6 +109,12 @@ class Scorers(Scorer):
         for scorer in self.scorers:
             metrics.update(scorer.result(verbose))
         return metrics
+
+    def report(self) -> str:
+        return "\n\n".join(text for text in (scorer.report() for scorer in self.scorers) if text)
+
+    def write(self, folder: str | Path) -> list[Path]:
+        return [path for scorer in self.scorers for path in scorer.write(folder)]
 
 
 #: scorers a data set asks for by name (``DetectionSource.extra_scorers``), e.g. "voc"

@@ -10,12 +10,14 @@ from ..registry import Registry
 from .base import Task
 from .cornernet import CornerNetTask
 from .ctdet import CtdetTask
+from .ddd import DddTask
 from .pose import MultiPoseTask
 
 TASKS: Registry[type[Task]] = Registry("task")
 TASKS.register("ctdet")(CtdetTask)
 TASKS.register("multi_pose")(MultiPoseTask)
 TASKS.register("cornernet")(CornerNetTask)
+TASKS.register("ddd")(DddTask)
 
 _BASE_ARGS = ("num_classes", "weights", "max_objects", "max_detections")
 
@@ -64,5 +66,5 @@ def resolve_heads(heads: Mapping[str, int]) -> dict[str, HeadSpec]:
     return specs
 
 
-__all__ = ["TASKS", "Task", "CornerNetTask", "CtdetTask", "MultiPoseTask", "build_task", "guess_task", "resolve_heads",
-           "task_options"]
+__all__ = ["TASKS", "Task", "CornerNetTask", "CtdetTask", "DddTask", "MultiPoseTask", "build_task", "guess_task",
+           "resolve_heads", "task_options"]

@@ -56,6 +56,8 @@ class Task:
     data_options: ClassVar[dict[str, Any]] = {}
     #: error analysis: (row label, heads replaced by the ground truth), in the order of the paper's table
     analysis_rows: ClassVar[tuple[tuple[str, frozenset[str]], ...]] = ()
+    #: the metrics (fractions in [0, 1]) the error-analysis table shows for each row
+    analysis_columns: ClassVar[tuple[str, ...]] = ("AP", "AP50", "AP75")
     #: per-image metadata fields the task's batches carry (:meth:`sample_meta` fills them)
     meta_keys: ClassVar[tuple[str, ...]] = META_KEYS
     #: the named preset the ground-truth ("oracle") evaluation takes its geometry from
