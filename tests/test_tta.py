@@ -122,8 +122,12 @@ def tiny(tmp_path_factory):
 
 def test_multiscale_evaluation(tiny):
     cfg, model, task, source, *_ = tiny
-    single = dict(run_detections(model, task, source, eval_settings(cfg), progress=False))
-    same_twice = dict(run_detections(model, task, source, eval_settings(cfg, scales=(1.0, 1.0)), progress=False))
+    def by_image(settings):
+        return {int(meta["image_id"]): rows for meta, rows in run_detections(model, task, source, settings,
+                                                                             progress=False)}
+
+    single = by_image(eval_settings(cfg))
+    same_twice = by_image(eval_settings(cfg, scales=(1.0, 1.0)))
     for image_id, rows in single.items():
         merged = same_twice[image_id]
         assert merged.shape[0] <= task.K
