@@ -15,7 +15,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -50,11 +49,6 @@ def train_dataset(cfg: ExperimentConfig, source: DetectionSource, task: Task) ->
 
 
 POSTFIX_EVERY = 10  # steps between progress-bar loss updates (each one a host sync)
-
-
-def _one_thread(worker_id: int) -> None:
-    """DataLoader worker start: OpenCV on one thread too (torch already is); workers are the parallelism."""
-    cv2.setNumThreads(1)
 
 
 class _EpochSampler(Sampler):
@@ -141,7 +135,9 @@ class Trainer:
             self._batches = DataLoader(
                 _EpochItems(self.dataset), batch_size=self.per_rank_batch, sampler=_EpochSampler(sampler),
                 collate_fn=collate, num_workers=workers, drop_last=len(self.dataset) > self.per_rank_batch,
-                pin_memory=self.device.type == "cuda", persistent_workers=workers > 0, worker_init_fn=_one_thread)
+                pin_memory=self.device.type == "cuda", persistent_workers=workers > 0)
+            # no cv2.setNumThreads in the workers: after a fork from a process whose OpenCV pool has run, that
+            # call deadlocked the worker (seen with --workers 1 after in-process image checks)
         sampler = self._batches.sampler
         sampler.epoch = epoch
         if isinstance(sampler.indices, DistributedSampler):
