@@ -160,3 +160,17 @@ def test_onnx_export_gathers_rows_and_matches_eager(tmp_path):
     outputs = ort.InferenceSession(str(path)).run(names, {"input": x.numpy()})
     for got, want in zip(outputs, ref):
         torch.testing.assert_close(torch.from_numpy(got), want, atol=1e-4, rtol=1e-4)
+
+
+def test_nan_offsets_read_padding_instead_of_crashing():
+    """A diverged network's NaN offsets must not index outside the table (it crashed the gather)."""
+    from centernet.models.layers.deform_conv import modulated_deform_conv2d
+
+    x = torch.randn(1, 4, 6, 6)
+    offset = torch.zeros(1, 18, 6, 6)
+    offset[0, :, 2, 3] = float("nan")
+    mask = torch.full((1, 9, 6, 6), 0.5)
+    weight = torch.randn(3, 4, 3, 3)
+    out = modulated_deform_conv2d(x, offset, mask, weight, None, 1, 1, 1, 1)
+    assert out.shape == (1, 3, 6, 6)
+    assert torch.isnan(out[0, :, 2, 3]).all() and torch.isfinite(out[0, :, 0, 0]).all()

@@ -78,6 +78,9 @@ def sampling_plan(
     pos_y = (offset[:, 0::2].permute(0, 2, 3, 1) + base_y).reshape(-1)  # [B, Ho, Wo, G*kk] -> [N]
     pos_x = (offset[:, 1::2].permute(0, 2, 3, 1) + base_x).reshape(-1)
     y0, x0 = pos_y.detach().floor(), pos_x.detach().floor()
+    # a NaN position (a diverged network) reads padding instead of an undefined row; its value stays NaN
+    y0 = torch.where(torch.isnan(y0), torch.full_like(y0, -PAD), y0)
+    x0 = torch.where(torch.isnan(x0), torch.full_like(x0, -PAD), x0)
     wp = w + 2 * PAD
     # padded (row, col) of the top-left corner, clamped so that the 2x2 block stays in the table
     corner = (y0.clamp(-PAD, h) + PAD) * wp + (x0.clamp(-PAD, w) + PAD)  # exact: < Hp * Wp
