@@ -55,10 +55,11 @@ def error_analysis(model: nn.Module, task: Task, source: DetectionSource, settin
 
 
 def format_table(rows: list[AnalysisRow], columns: tuple[str, ...] = COLUMNS) -> str:
-    """A plain-text table: one line per row, AP columns in percent."""
+    """A plain-text table: one line per row, AP columns as fractions in [0, 1] (the unit ``centernet eval``,
+    the epoch table and the json files use)."""
     width = max([len("ground truth for")] + [len(r.name) for r in rows])
     lines = [f"{'ground truth for':<{width}}  " + "  ".join(f"{c:>6}" for c in columns)]
     lines.append("-" * len(lines[0]))
     for r in rows:
-        lines.append(f"{r.name:<{width}}  " + "  ".join(f"{100 * r.metrics.get(c, 0.0):6.1f}" for c in columns))
+        lines.append(f"{r.name:<{width}}  " + "  ".join(f"{r.metrics.get(c, 0.0):6.3f}" for c in columns))
     return "\n".join(lines)
