@@ -58,8 +58,10 @@ def expand_inputs(items: str | Path | Sequence[str | Path]) -> list[Path]:
 def unique_stems(paths: Sequence[Path]) -> list[str]:
     """A distinct output name per input: its stem; ``a.jpg`` and ``a.png`` -> ``a_jpg``, ``a_png``; any
     clash left (same names in two folders) gets ``_2``, ``_3``, ..."""
-    stems = Counter(p.stem for p in paths)
-    names = [p.stem if stems[p.stem] == 1 else f"{p.stem}_{p.suffix[1:]}" for p in paths]
+    suffixes: dict[str, set[str]] = {}
+    for p in paths:
+        suffixes.setdefault(p.stem, set()).add(p.suffix)
+    names = [p.stem if len(suffixes[p.stem]) == 1 else f"{p.stem}_{p.suffix[1:]}" for p in paths]
     seen: Counter[str] = Counter()
     out = []
     for name in names:
