@@ -315,7 +315,8 @@ class Trainer:
             write_log(self.out_dir, self.history)
             reports = RunReports(self.out_dir, self.cfg.task.class_names or
                                  [str(i) for i in range(self.task.num_classes)], self.val_source, t.reports)
-            self._startup()
+            if self.progress:
+                self._startup()  # counting FLOPs costs seconds: only when it is printed
             if self.epoch >= t.epochs:
                 self._print(f"nothing to train: the run is at epoch {self.epoch} of {t.epochs} "
                             "(pass --epochs N to train longer)")
