@@ -101,7 +101,8 @@ def test_keypoints_of_a_pose_model(tmp_path):
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "pose.pth", cfg, model_from_config(cfg, task_from_config(cfg)))
     result = CenterNet(tmp_path / "pose.pth", device="cpu").predict(np.full((64, 80, 3), 90, np.uint8), score=0)[0]
-    assert result.keypoints.shape == (len(result), 17, 2) and result.fields["keypoint_scores"].shape == (len(result), 17)
+    assert result.keypoints.shape == (len(result), 17, 2)
+    assert result.fields["keypoint_scores"].shape == (len(result), 17)
     np.testing.assert_array_equal(result.keypoints.reshape(len(result), -1), result.rows[:, 6:40])
     assert "keypoints" in result.to_coco()[0]
 

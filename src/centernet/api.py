@@ -51,6 +51,11 @@ class Result:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n} {s:.2f}" for n, s in zip(self.names[:5], self.scores[:5].tolist()))
+        more = ", ..." if len(self) > 5 else ""
+        return f"Result({self.path or 'array'}: {len(self)} detections{': ' if shown else ''}{shown}{more})"
+
     @property
     def fields(self) -> dict[str, np.ndarray]:
         """{field name: [N] or [N, n] columns} as the task declares them (``Task.row_fields``)."""
@@ -86,7 +91,8 @@ class Result:
             from .visualize import heatmap_overlay
 
             image = heatmap_overlay(image, self.prediction.heat, self.prediction.trans_inv)
-        return self.task.draw(image, self.rows, self.class_names, 0.0, self.prediction.meta if self.prediction else None)
+        meta = self.prediction.meta if self.prediction is not None else None
+        return self.task.draw(image, self.rows, self.class_names, 0.0, meta)
 
     def save(self, path: str | os.PathLike[str], heatmap: bool = False) -> Path:
         """Write :meth:`plot` to ``path`` (the format from its suffix)."""

@@ -252,6 +252,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from . import runs
 
     is_onnx = args.checkpoint.lower().endswith(".onnx")
@@ -272,7 +274,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             name = names[label] if 0 <= label < len(names) else str(label)
             counts[name] = counts.get(name, 0) + 1
         detail = ", ".join(f"{n} {c}" for n, c in sorted(counts.items(), key=lambda kv: -kv[1]))
-        print(f"{frame.name}: {len(kept)} detections >= {args.score:g}" + (f" ({detail})" if detail else ""))
+        tqdm.write(f"{frame.name}: {len(kept)} detections >= {args.score:g}" + (f" ({detail})" if detail else ""))
 
     summary = predictor.run(args.input, args.out, args.score, args.heatmap, batch=max(1, args.batch),
                             workers=max(0, args.workers), on_image=None if args.quiet else report)

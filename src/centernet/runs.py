@@ -129,7 +129,8 @@ def _train(cfg: ExperimentConfig, resume: Any, explicit_out: bool, exist_ok: boo
         cfg.train.out_dir = str(rundir.claim_run_dir(cfg.train.out_dir, explicit_out, exist_ok).resolve())
     else:
         changes = rundir.check_resume(cfg, resume)
-        say(f"resuming {resume.path} at epoch {resume.payload['epoch']}" + (f"; {', '.join(changes)}" if changes else ""))
+        say(f"resuming {resume.path} at epoch {resume.payload['epoch']}"
+            + (f"; {', '.join(changes)}" if changes else ""))
     if d.verify and rank0:
         verify_source(train_source, "training", progress=progress)
         if val_source is not None:

@@ -6,6 +6,7 @@ the test size is fixed; ``keep_res`` inputs differ in size and run one by one); 
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class Predictor:
         prepared by ``workers`` processes, ``batch`` images per network run (1 with ``keep_res``)."""
         if self.settings.input_size is None and batch > 1:
             batch = 1  # keep_res: every image has its own input size
+        workers = max(0, min(workers, math.ceil(len(files) / batch) - 1))  # no processes for a single batch
         for frames, passes in image_batches(files, self.preparer, batch, workers, first_id):
             preds = iter(self.predict_batch(passes) if passes is not None else [])
             for frame in frames:
