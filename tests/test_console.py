@@ -41,7 +41,7 @@ def test_startup_summary(tmp_path):
     assert lines[1].startswith("data    val:")
     millions = count_parameters(model) / 1e6
     gflops = count_flops(model, (64, 96)) / 1e9
-    assert lines[2] == f"model   resdcn_18_tiny: {millions:.2f}M parameters, {gflops:.1f} GFLOPs at 64x96"
+    assert lines[2] == f"model   resdcn_18_tiny: {millions:.2f}M parameters, {gflops:.3g} GFLOPs at 64x96"
     assert lines[3] == "device  cpu, 3 CPU threads"
     assert lines[4] == f"run     {(tmp_path / 'run').resolve()}"
     assert data_summary(_Source().samples[:1]) == "1 image, 2 objects, 0 classes"

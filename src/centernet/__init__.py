@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_model", "load_official_checkpoint", "load_pretrained_backbone"]
+__all__ = ["CenterNet", "Result", "build_model", "load_official_checkpoint", "load_pretrained_backbone"]
 
 
 def build_model(arch: str, heads, head_conv: int | None = None):
@@ -24,8 +24,16 @@ def build_model(arch: str, heads, head_conv: int | None = None):
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("load_official_checkpoint", "load_pretrained_backbone"):
+    if name in ("CenterNet", "Result"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "load_official_checkpoint":  # also takes model-zoo names ("ctdet_coco_dla_2x")
+        from .pretrained import load_official_checkpoint
+
+        return load_official_checkpoint
+    if name == "load_pretrained_backbone":
         from .models import official
 
-        return getattr(official, name)
+        return official.load_pretrained_backbone
     raise AttributeError(f"module 'centernet' has no attribute {name!r}")

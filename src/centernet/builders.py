@@ -40,12 +40,14 @@ def model_from_config(cfg: ExperimentConfig, task: Task) -> nn.Module:
     return build_model(cfg.model.arch, task.heads(), cfg.model.head_conv)
 
 
-def open_source(spec: str, images: str | None = None, task: str | None = None) -> DetectionSource:
-    """A data set in any supported format, opened with what ``task`` needs from it (e.g. keypoints)."""
+def open_source(spec: str, images: str | None = None, task: str | None = None,
+                split: str | None = None) -> DetectionSource:
+    """A data set in any supported format (its named ``split``, when given), opened with what ``task``
+    needs from it (e.g. keypoints)."""
     from .data import open_dataset
 
     options = dict(TASKS.get(task).data_options) if task else {}
-    return open_dataset(spec, image_dir=images, **options)
+    return open_dataset(spec, image_dir=images, split=split, **options)
 
 
 def eval_settings(cfg: ExperimentConfig, **overrides: Any) -> EvalSettings:

@@ -1,7 +1,8 @@
-"""Command line: centernet train | eval | analyze | predict | export | demo | presets (see --help).
+"""Command line: centernet train | eval | analyze | predict | export | split | demo | presets (see --help).
 
-Each command has its own ``add_<command>_args``; the work happens in ``cmd_<command>``. Nothing here names
-a task: task choices come from the task registry, data needs from the task class."""
+Each command has its own ``add_<command>_args``; the work happens in :mod:`centernet.runs`, which the Python
+facade (:mod:`centernet.api`) calls too. Only torch-free modules are imported at the top, so ``--help`` and
+argument errors answer at once. Nothing here names a task."""
 from __future__ import annotations
 
 import argparse
@@ -9,15 +10,25 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ExperimentConfig, override
+DEFAULT_PRESET = "ctdet_resdcn18_coco"  # centernet.runs.DEFAULT_PRESET (not imported: it would load torch)
+DATA_FORMATS = "a COCO json file, a PASCAL VOC folder (annotations/*.xml + images/) or a YOLO folder"
 
-DEFAULT_PRESET = "ctdet_resdcn18_coco"
+
+class _Formatter(argparse.HelpFormatter):
+    """Each option's help followed by its default, unless the help states it or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", help="image folder when the annotations do not follow their format's layout")
+def _add_data_args(p: argparse.ArgumentParser, workers: int = 2) -> None:
+    p.add_argument("--images", help="image folder when the annotations do not follow their format's layout "
+                                    "(default: the format's own)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: CUDA when available)")
-    p.add_argument("--workers", type=int, default=2, help="data loading processes")
+    p.add_argument("--workers", type=int, default=workers, help="data loading processes")
 
 
 def _scales(text: str) -> tuple[float, ...]:
@@ -30,92 +41,135 @@ def _scales(text: str) -> tuple[float, ...]:
 
 
 def _add_test_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--flip", action="store_true", help="flip test: the image and its mirror")
+    p.add_argument("--flip", action="store_true", help="flip test: the image and its mirror (default: off)")
     p.add_argument("--scales", type=_scales, default=(1.0,),
-                   help="multi-scale test, e.g. 0.5,0.75,1,1.25,1.5 (merged with soft-NMS)")
-    p.add_argument("--keep-res", action="store_true", help="test at the padded original resolution")
+                   help="multi-scale test, e.g. 0.5,0.75,1,1.25,1.5, merged with soft-NMS (default: 1)")
+    p.add_argument("--keep-res", action="store_true",
+                   help="test at the padded original resolution (default: the model's input size)")
+
+
+def _add_split_arg(p: argparse.ArgumentParser, flag: str = "--split", what: str = "the data") -> None:
+    p.add_argument(flag, metavar="NAME", help=f"a named split of {what}: VOC ImageSets/Main/NAME.txt, KITTI "
+                                              "ImageSets/NAME.txt, or a list written by `centernet split` "
+                                              "(default: every image)")
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default=DEFAULT_PRESET, help="paper configuration (see `centernet presets`)")
-    p.add_argument("--config", help="a config.json written by an earlier run (instead of --preset)")
-    p.add_argument("--train", help="training annotations (COCO json, VOC or YOLO folder)")
-    p.add_argument("--val", help="validation annotations, scored every train.val_interval epochs")
-    p.add_argument("--val-images", help="validation image folder, when not the format's layout")
-    p.add_argument("--arch", help="architecture, e.g. resdcn_18, dla_34, hourglass")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--out", help="run folder for logs and checkpoints (default: a new runs/train, runs/train2, ...)")
+    p.add_argument("--preset", help=f"paper configuration, see `centernet presets` (default: {DEFAULT_PRESET})")
+    p.add_argument("--config", help="a config.json written by an earlier run, instead of --preset")
+    p.add_argument("--train", help=f"training annotations: {DATA_FORMATS} (required unless --resume)")
+    p.add_argument("--val", help="validation annotations, scored every --val-interval epochs (default: none)")
+    p.add_argument("--val-images", help="validation image folder (default: the format's layout)")
+    _add_split_arg(p, "--split", "--train")
+    _add_split_arg(p, "--val-split", "--val")
+    p.add_argument("--arch", help="architecture, e.g. resdcn_18, dla_34, hourglass, or the small CPU ones "
+                                  "dla_tiny, resdcn_18_half, resdcn_18_tiny (default: the preset's)")
+    p.add_argument("--epochs", type=int, help="epochs to train (default: the preset's)")
+    p.add_argument("--batch-size", type=int, help="images per step, over all processes (default: the preset's)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
+    p.add_argument("--seed", type=int, help="seed of the initial weights, data order and augmentation "
+                                            "(default: the preset's, 317 for the paper presets)")
+    p.add_argument("--patience", type=int, help="stop after N epochs without a better validation AP "
+                                                "(default: 0, never)")
+    p.add_argument("--val-interval", type=int, help="epochs between validations, 0 for none "
+                                                    "(default: the preset's, 5 for the paper presets)")
+    p.add_argument("--log-every", type=int, help="steps between progress lines when the output is not a "
+                                                 "terminal (default: about 10 lines per epoch)")
+    p.add_argument("--pretrained", metavar="WEIGHTS",
+                   help="backbone start: imagenet (downloaded into the torch hub cache), none, a file or a "
+                        "weights name (default: imagenet for the paper presets, none for the CPU ones)")
+    p.add_argument("--weights", help="initial weights of the whole model: a centernet checkpoint or an "
+                                     "original model-zoo name / file, e.g. ctdet_coco_dla_2x (default: none)")
+    p.add_argument("--out", help="run folder for logs, reports and checkpoints (default: a new runs/train, "
+                                 "runs/train2, ...)")
     p.add_argument("--exist-ok", action="store_true", help="let --out replace a run already in that folder")
-    p.add_argument("--pretrained", help="ImageNet backbone weights (.pth) to start from")
-    p.add_argument("--resume", help="continue a run from its checkpoint (in the checkpoint's folder; --epochs, "
-                                    "--lr and the like apply, changes of the model or data geometry are refused)")
+    p.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue a run from its last.pth, in its folder with its configuration (--epochs, "
+                        "--lr and the like apply; changes of the model or data geometry are refused)")
     p.add_argument("--sync-bn", action="store_true",
                    help="synchronise batch-norm statistics across processes (under torchrun)")
     p.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override any config field, e.g. train.val_interval=1 data.input_size=[384,384]")
+                   help="override any config field, e.g. train.val_interval=1 data.input_size=[384,384] "
+                        "train.flops=false (default: none)")
     _add_data_args(p)
 
 
 def add_eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", nargs="?", help="a centernet checkpoint or an exported .onnx model "
-                                                 "(omit with --oracle)")
-    p.add_argument("--data", required=True, help="annotations to score against")
+    p.add_argument("checkpoint", metavar="model", nargs="?",
+                   help="a centernet checkpoint, an exported .onnx model or a model-zoo name (omit with --oracle)")
+    p.add_argument("--data", required=True, help=f"annotations to score against: {DATA_FORMATS}")
+    _add_split_arg(p)
     _add_test_args(p)
     p.add_argument("--oracle", action="store_true",
-                   help="score the ground truth through the real decode path (no checkpoint needed)")
+                   help="score the ground truth through the real decode path (no model needed)")
     p.add_argument("--task", help="task of --oracle (default: the task the data suits, e.g. keypoints -> "
                                   "multi_pose)")
-    p.add_argument("--json", help="write the metrics here as json")
+    p.add_argument("--json", help="write the metrics here as json (default: printed only)")
+    p.add_argument("--report", metavar="DIR", help="write PR curves, the AP table, the confusion matrix and a "
+                                                   "mosaic of predictions here (default: none)")
     p.add_argument("--results-dir", help="write the results here in the data set's own format, when its "
                                          "scorer has one (e.g. KITTI label files, one per image)")
     _add_data_args(p)
 
 
 def add_analyze_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
-    p.add_argument("--data", required=True, help="annotations to score against")
-    p.add_argument("--json", help="write the rows here as json")
+    p.add_argument("checkpoint", metavar="model", help="a centernet checkpoint or a model-zoo name")
+    p.add_argument("--data", required=True, help=f"annotations to score against: {DATA_FORMATS}")
+    _add_split_arg(p)
+    p.add_argument("--json", help="write the rows here as json (default: printed only)")
     _add_data_args(p)
 
 
 def add_predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="model", help="a centernet checkpoint, or an exported .onnx model")
-    p.add_argument("input", help="image file, folder of images or video file")
-    p.add_argument("--out", default="predictions", help="folder for drawn images/video and detections.json")
-    p.add_argument("--score", type=float, default=0.3, help="draw and save detections above this score")
+    p.add_argument("checkpoint", metavar="model",
+                   help="a centernet checkpoint, an exported .onnx model or a model-zoo name (ctdet_coco_dla_2x)")
+    p.add_argument("input", nargs="+", help="image files, folders of images, globs ('photos/*.jpg') or videos")
+    p.add_argument("--out", default="predictions", help="folder for drawn images/videos and detections.json")
+    p.add_argument("--score", type=float, default=0.3, help="draw, count and save detections from this score")
+    p.add_argument("--batch", type=int, default=1, help="images per network run (1 with --keep-res)")
+    p.add_argument("--workers", type=int, default=2, help="processes reading and preparing images")
     p.add_argument("--heatmap", action="store_true", help="overlay the predicted heatmap")
     p.add_argument("--calib", help="KITTI calibration file whose camera matrix P2 every image gets (tasks "
                                    "that lift detections to 3D need it)")
+    p.add_argument("--quiet", action="store_true", help="no line per image, only the summary")
     _add_test_args(p)
     p.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
                    help="auto: onnxruntime for .onnx files, else pytorch")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: CUDA when available)")
 
 
 def add_export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", metavar="model", help="a centernet checkpoint or a model-zoo name")
     p.add_argument("--out", default="model.onnx", help="the .onnx file to write")
     p.add_argument("--decode", action="store_true",
-                   help="decode in the graph: output detection rows [B, K, D] in output-map pixels")
+                   help="decode in the graph: output detection rows [B, K, D] in output-map pixels "
+                        "(default: the activated maps)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (16 or newer)")
-    p.add_argument("--dynamic", action="store_true", help="dynamic input height and width")
+    p.add_argument("--dynamic", action="store_true", help="dynamic input height and width (default: fixed)")
     p.add_argument("--size", help="input W,H to trace at (default: the config's input size)")
+
+
+def add_split_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help=f"one annotated data set: {DATA_FORMATS}")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of the images for validation")
+    p.add_argument("--seed", type=int, default=0, help="the same seed always draws the same split")
+    p.add_argument("--images", help="image folder when not the format's layout (default: the format's own)")
+    p.add_argument("--exist-ok", action="store_true", help="replace existing train / val split files")
 
 
 def add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="run folder (data, checkpoints, pictures)")
-    p.add_argument("--epochs", type=int, help="override the preset's epoch count")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=int, help="override the preset's epoch count (default: 16)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: CUDA when available)")
 
 
 COMMAND_HELP = {
     "train": ("train a model (from a preset, overridable field by field)", add_train_args),
-    "eval": ("metrics of a checkpoint or ONNX model on a data set", add_eval_args),
+    "eval": ("metrics of a checkpoint, ONNX model or model-zoo name on a data set", add_eval_args),
     "analyze": ("error analysis: AP with ground-truth maps substituted", add_analyze_args),
-    "predict": ("detect objects in an image, a folder of images or a video", add_predict_args),
+    "predict": ("detect objects in images, folders, globs or videos", add_predict_args),
     "export": ("export a checkpoint to ONNX (standard ops only)", add_export_args),
+    "split": ("write a reproducible train / val split of one data set", add_split_args),
     "demo": ("synthetic shapes: generate, train a small CPU model, evaluate, draw", add_demo_args),
     "presets": ("list the named configurations", lambda p: None),
 }
@@ -123,133 +177,70 @@ COMMAND_HELP = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="centernet",
-        description="CenterNet detectors in pure PyTorch. Data may be a COCO json file, a PASCAL VOC folder "
-                    "(annotations/*.xml + images/) or a YOLO folder (images/ + labels/).",
+        prog="centernet", formatter_class=_Formatter,
+        description=f"CenterNet detectors in pure PyTorch. Data may be {DATA_FORMATS} (images/ + labels/).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (text, add_args) in COMMAND_HELP.items():
-        add_args(sub.add_parser(name, help=text))
+        add_args(sub.add_parser(name, help=text, description=text, formatter_class=_Formatter))
     return parser
 
 
 def _device(name: str) -> str:
-    from .engine.trainer import resolve_device
+    from .engine.distributed import resolve_device
 
     return str(resolve_device(name))
-
-
-def _check_classes(source, task, data: str) -> None:
-    if len(source.class_names) != task.num_classes:
-        raise SystemExit(f"error: {data} has {len(source.class_names)} classes, the model predicts {task.num_classes}")
 
 
 def _train_assignments(args: argparse.Namespace) -> list[str]:
     """The config fields set on the command line, as ``section.key=json`` overrides (``--set`` last)."""
     given = {"data.train": args.train, "data.val": args.val, "data.train_images": args.images,
-             "data.val_images": args.val_images, "model.arch": args.arch, "model.pretrained": args.pretrained,
+             "data.val_images": args.val_images, "data.train_split": args.split, "data.val_split": args.val_split,
+             "model.arch": args.arch, "model.pretrained": args.pretrained, "model.weights": args.weights,
              "train.epochs": args.epochs, "train.batch_size": args.batch_size, "train.lr": args.lr,
-             "train.out_dir": args.out, "train.sync_bn": args.sync_bn or None, "data.num_workers": args.workers,
-             "train.device": args.device}
+             "train.seed": args.seed, "train.patience": args.patience, "train.val_interval": args.val_interval,
+             "train.log_every": args.log_every, "train.out_dir": args.out, "train.sync_bn": args.sync_bn or None,
+             "data.num_workers": args.workers, "train.device": args.device}
     return [f"{key}={json.dumps(value)}" for key, value in given.items() if value is not None] + list(args.set)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .builders import model_from_config, open_source, set_classes, task_from_config
-    from .data.verify import verify_source
+    from . import runs
     from .engine import distributed, rundir
-    from .engine.trainer import Trainer, seed_everything
-    from .models.official import load_pretrained_backbone
-    from .presets import get_preset
 
     assignments = _train_assignments(args)
-    base = rundir.read_config_file(args.config) if args.config else get_preset(args.preset)
-    resume = None
-    if args.resume:  # the checkpoint's own config, unless --config / --preset name one (checked against it)
-        named = args.config or args.preset != DEFAULT_PRESET
-        cfg, resume = rundir.resume_config(args.resume, assignments, base if named else None)
-    else:
-        cfg = override(base, assignments)
-    if not cfg.data.train:
-        raise SystemExit("error: no training data: pass --train (COCO json, VOC folder or YOLO folder)")
-    rundir.validate_train_config(cfg)
-    distributed.init_from_env(cfg.train.device)
-    train_source = open_source(cfg.data.train, cfg.data.train_images, cfg.task.name)
-    val_source = open_source(cfg.data.val, cfg.data.val_images, cfg.task.name) if cfg.data.val else None
-    set_classes(cfg, train_source)
-    if resume is not None:
-        changes = rundir.check_resume(cfg, resume)
-        print(f"resuming {resume.path} at epoch {resume.payload['epoch']}"
-              + (f"; {', '.join(changes)}" if changes else ""))
-    else:
-        explicit = bool(args.config) or rundir.out_dir_given(assignments)
-        cfg.train.out_dir = str(rundir.claim_run_dir(cfg.train.out_dir, explicit, args.exist_ok))
-    if cfg.data.verify and distributed.rank() == 0:
-        verify_source(train_source, "training")
-        if val_source is not None:
-            verify_source(val_source, "validation")
-    seed_everything(cfg.train.seed)  # the initial weights depend on it
-    task = task_from_config(cfg)
-    model = model_from_config(cfg, task)
-    if cfg.model.pretrained and resume is None:
-        print(load_pretrained_backbone(model, cfg.model.pretrained))
-    trainer = Trainer(cfg, model, task, train_source, val_source)
-    if resume is not None:
-        trainer.resume(resume.path, resume.payload)
-    summary = trainer.fit()
+    cfg, resume = runs.training_config(args.preset, args.config, args.resume, assignments)
+    explicit = bool(args.config) or rundir.out_dir_given(assignments)
+    summary = runs.train(cfg, resume, explicit_out=explicit, exist_ok=args.exist_ok)
     if distributed.rank() == 0:
-        print(json.dumps({"best_AP": summary["best_AP"], "out_dir": summary["out_dir"]}))
-    distributed.cleanup()
+        files = sorted(p.name for p in Path(summary["out_dir"]).iterdir() if p.is_file())
+        print(f"run folder {summary['out_dir']}: {', '.join(files)}")
+        print(json.dumps({"best_AP": summary["best_AP"], "headline": summary["headline"],
+                          "best_epoch": summary["best_epoch"], "stopped_early": summary["stopped_early"],
+                          "out_dir": summary["out_dir"]}))
     return 0
 
 
-def _load_model(path: str, device: str):
-    """(config, model or runner, task) of a checkpoint or an exported .onnx file."""
-    from .builders import load_checkpoint, task_from_config
-
-    if path.endswith(".onnx"):
-        from .export.onnx import OnnxRunner
-
-        runner = OnnxRunner(path)
-        return runner.config, runner, task_from_config(runner.config)
-    return load_checkpoint(path, device)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .builders import eval_settings, open_source, set_classes, task_from_config
-    from .data.verify import verify_source
-    from .engine.evaluator import evaluate
-    from .presets import get_preset
-    from .tasks import TASKS, guess_task
+    from . import runs
 
     device = _device(args.device)
     if args.checkpoint:
-        cfg, model, task = _load_model(args.checkpoint, device)
-        source = open_source(args.data, args.images, cfg.task.name)
-        _check_classes(source, task, args.data)
+        loaded, data = runs.load_model(args.checkpoint, device), args.data
     elif args.oracle:
-        source = open_source(args.data, args.images, args.task)
-        name = args.task or guess_task(source)
-        cfg = get_preset(TASKS.get(name).oracle_preset) if TASKS.get(name).oracle_preset else ExperimentConfig()
-        cfg.task.name = name
-        set_classes(cfg, source)
-        task, model = task_from_config(cfg), None
+        loaded, data = runs.oracle(args.data, args.images, args.split, args.task)
     else:
-        raise SystemExit("error: give a checkpoint, or --oracle to score the ground truth")
-    if cfg.data.verify:
-        verify_source(source, "evaluation")  # a wrong image size would silently lower every metric
-    settings = eval_settings(cfg, flip=args.flip, num_workers=args.workers, scales=args.scales)
-    if args.keep_res:
-        settings.input_size = None
-    elif model is None and settings.input_size is None:  # the oracle needs the fixed training geometry
-        settings.input_size = tuple(cfg.data.input_size)
-    result = evaluate(model, task, source, settings, device, verbose=True)
+        raise SystemExit("error: give a model, or --oracle to score the ground truth")
+    result = runs.evaluate(loaded, data, args.images, args.split, device, args.workers, args.flip, args.scales,
+                           args.keep_res, args.report, verbose=True)
     report = result.scorer.report() if result.scorer is not None else ""
     if report:
         print(report)
-    print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))
+    print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))  # fractions, as analyze
     if args.json:
         Path(args.json).write_text(json.dumps(result.metrics, indent=2))
+    if args.report:
+        print(f"evaluation reports in {args.report}")
     if args.results_dir and result.scorer is not None:
         written = result.scorer.write(args.results_dir)
         print(f"wrote {len(written)} result files to {args.results_dir}" if written
@@ -258,21 +249,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .builders import eval_settings, load_checkpoint, open_source
-    from .data.verify import verify_source
-    from .engine.analyze import error_analysis, format_table
+    from . import runs
+    from .engine.analyze import format_table
 
     device = _device(args.device)
-    cfg, model, task = load_checkpoint(args.checkpoint, device)
-    source = open_source(args.data, args.images, cfg.task.name)
-    _check_classes(source, task, args.data)
-    if cfg.data.verify:
-        verify_source(source, "evaluation")
-    settings = eval_settings(cfg, num_workers=args.workers)
-    if settings.input_size is None:
-        settings.input_size = tuple(cfg.data.input_size)
-    rows = error_analysis(model, task, source, settings, device)
-    print(format_table(rows, task.analysis_columns))
+    loaded = runs.load_model(args.checkpoint, device)
+    rows = runs.analyze(loaded, args.data, args.images, args.split, device, args.workers)
+    print(format_table(rows, loaded.task.analysis_columns))
     if args.json:
         Path(args.json).write_text(json.dumps(
             [{"name": r.name, "oracle": sorted(r.oracle), **r.metrics} for r in rows], indent=2))
@@ -280,43 +263,66 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .builders import load_predictor
+    from tqdm import tqdm
 
-    overrides = {"flip": args.flip, "scales": args.scales}
-    if args.keep_res:
-        overrides["input_size"] = None
-    backend = args.backend
-    if backend == "auto":
-        backend = "onnxruntime" if args.checkpoint.endswith(".onnx") else "pytorch"
-    if backend == "onnxruntime":
-        from .export.onnx import onnx_predictor
+    from . import runs
 
-        predictor = onnx_predictor(args.checkpoint, **overrides)
-    else:
-        predictor = load_predictor(args.checkpoint, _device(args.device), **overrides)
+    is_onnx = args.checkpoint.lower().endswith(".onnx")
+    backend = args.backend if args.backend != "auto" else ("onnxruntime" if is_onnx else "pytorch")
+    if (backend == "onnxruntime") != is_onnx:
+        raise SystemExit(f"error: --backend {backend} runs {'exported .onnx models' if not is_onnx else 'checkpoints'}"
+                         f"; {args.checkpoint} is {'an .onnx model' if is_onnx else 'not one'}")
+    device = "cpu" if is_onnx else _device(args.device)
+    predictor = runs.predictor(runs.load_model(args.checkpoint, device), device, args.flip, args.scales,
+                               args.keep_res)
+    task = predictor.task
+    names = predictor.class_names
+
+    def report(frame, rows) -> None:
+        kept = rows[rows[:, task.score_column] >= args.score]
+        counts: dict[str, int] = {}
+        for label in kept[:, task.class_column].astype(int).tolist():
+            name = names[label] if 0 <= label < len(names) else str(label)
+            counts[name] = counts.get(name, 0) + 1
+        detail = ", ".join(f"{n} {c}" for n, c in sorted(counts.items(), key=lambda kv: -kv[1]))
+        tqdm.write(f"{frame.name}: {len(kept)} detections >= {args.score:g}" + (f" ({detail})" if detail else ""))
+
     meta = None
     if args.calib:
         from .data.kitti import read_calib
 
         meta = {"calib": read_calib(args.calib)}
-    summary = predictor.run(args.input, args.out, args.score, args.heatmap, meta=meta)
-    print(f"{summary['images']} images at {summary['images_per_s']:.1f} images/s ({backend}); "
-          f"detections in {summary['json']}")
+    summary = predictor.run(args.input, args.out, args.score, args.heatmap, batch=max(1, args.batch),
+                            workers=max(0, args.workers), on_image=None if args.quiet else report, meta=meta)
+    print(f"{summary['images']} images at {summary['images_per_s']:.1f} images/s ({backend}, batch {args.batch}); "
+          f"{summary['detections']} detections >= {args.score:g} in {summary['json']}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export.onnx import export_checkpoint, op_types
+    from . import runs
 
     size = None
     if args.size:
-        w, h = (int(v) for v in args.size.split(","))
+        try:
+            w, h = (int(v) for v in args.size.split(","))
+        except ValueError:
+            raise SystemExit(f"error: --size must be W,H, e.g. 512,384; got {args.size!r}") from None
         size = (w, h)
-    path = export_checkpoint(args.checkpoint, args.out, input_size=size, decode=args.decode, opset=args.opset,
-                             dynamic=args.dynamic)
-    custom = sorted(f"{d}::{o}" for d, o in op_types(path) if d not in ("", "ai.onnx"))
+    path, custom = runs.export(runs.load_model(args.checkpoint, "cpu"), args.out, size, args.decode, args.opset,
+                               args.dynamic)
     print(f"wrote {path} (opset {args.opset}, {'detections' if args.decode else 'maps'}, "
           f"{'dynamic' if args.dynamic else 'fixed'} size)" + (f"; non-standard ops: {custom}" if custom else ""))
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from . import runs
+
+    written = runs.make_split(args.data, args.val_fraction, args.seed, args.images, args.exist_ok)
+    for name, (path, count) in written.items():
+        print(f"{name}: {count} images -> {path}")
+    print(f"train with: centernet train --train {args.data} --split train --val {args.data} --val-split val")
     return 0
 
 
@@ -334,23 +340,24 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for name in PRESETS.names():
         cfg = PRESETS.get(name)()
         t = cfg.train
-        print(f"{name:24s} {cfg.task.name:10s} {cfg.model.arch:12s} input {cfg.data.input_size} "
-              f"batch {t.batch_size} lr {t.lr:g} epochs {t.epochs} steps {list(t.lr_steps)}")
+        print(f"{name:28s} {cfg.task.name:10s} {cfg.model.arch:14s} input {cfg.data.input_size} "
+              f"batch {t.batch_size} lr {t.lr:g} epochs {t.epochs} steps {list(t.lr_steps)} "
+              f"pretrained {cfg.model.pretrained or 'none'}")
     return 0
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "analyze": cmd_analyze, "predict": cmd_predict,
-            "export": cmd_export, "demo": cmd_demo, "presets": cmd_presets}
+            "export": cmd_export, "split": cmd_split, "demo": cmd_demo, "presets": cmd_presets}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; user errors (bad data, unknown names, mismatched checkpoints) print one line and
-    return 2. Set CENTERNET_DEBUG=1 to get the traceback instead."""
+    """Run a command; user errors (bad data, unknown names, mismatched checkpoints, a missing optional
+    package, a failed download) print one line and return 2. Set CENTERNET_DEBUG=1 for the traceback."""
     import os
 
+    args = build_parser().parse_args(argv)
     from .engine.errors import cli_warnings, is_user_error, user_message
 
-    args = build_parser().parse_args(argv)
     try:
         with cli_warnings():
             return COMMANDS[args.command](args)

@@ -16,7 +16,12 @@ COCO_STD = (0.289, 0.274, 0.278)
 class ModelConfig:
     arch: str = "resdcn_18"
     head_conv: int | None = None  # None: the architecture's default (64 ResNet, 256 DLA / Hourglass)
-    pretrained: str | None = None  # path to ImageNet backbone weights
+    # backbone start: "imagenet" (the arch's ImageNet file, downloaded into the torch hub cache), None /
+    # "none" (from scratch), a file path, a known weights name or an http(s) URL (centernet.hub)
+    pretrained: str | None = None
+    # initial weights of the whole model: a centernet checkpoint, an original CenterNet file or zoo name
+    # (e.g. "ctdet_coco_dla_2x"); tensors of another shape (a head for another class count) stay fresh
+    weights: str | None = None
 
 
 @dataclass
@@ -25,6 +30,8 @@ class DataConfig:
     val: str | None = None
     train_images: str | None = None  # image folder, when it does not follow the format's layout
     val_images: str | None = None
+    train_split: str | None = None  # a named split of data.train (VOC ImageSets/Main/<split>.txt, ...)
+    val_split: str | None = None
     input_size: tuple[int, int] = (512, 512)  # (w, h)
     down_ratio: int = 4
     mean: tuple[float, float, float] = COCO_MEAN
@@ -70,6 +77,10 @@ class TrainConfig:
     max_bad_steps: int = 10  # stop after this many steps in a row with a non-finite loss or gradient
     out_dir: str = "runs/train"  # the default is numbered: runs/train, runs/train2, ... (never overwritten)
     sync_bn: bool = False  # distributed only
+    patience: int = 0  # stop after this many epochs without a better validation headline metric; 0: never
+    log_every: int = 0  # steps between progress lines when stdout is not a terminal; 0: about 10 per epoch
+    flops: bool = True  # count GFLOPs for the start-up summary (a few seconds the first time)
+    reports: bool = True  # results.csv / results.png, PR curves, confusion matrix, mosaic, TensorBoard
 
 
 @dataclass

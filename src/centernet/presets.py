@@ -1,6 +1,9 @@
 """Named paper configurations (SPEC 9), each a function returning a fresh ExperimentConfig.
 
-Learning rates follow the original: 1.25e-4 per 32 images at the original batch size.
+Learning rates follow the original: 1.25e-4 per 32 images at the original batch size. The paper presets
+start their backbone from ImageNet weights (``model.pretrained="imagenet"``, downloaded into the torch hub
+cache on first use) as the paper did, except Hourglass (the original started it from ExtremeNet, which has
+no ImageNet file); the CPU presets train from scratch and stay offline.
 """
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Callable
 
 from .config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig, TrainConfig
 from .registry import Registry
-from .weights import IMAGENET_MEAN, IMAGENET_STD
+from .weights import IMAGENET_MEAN, IMAGENET_STD, imagenet_weights
 
 PRESETS: Registry[Callable[[], ExperimentConfig]] = Registry("preset")
 
@@ -16,7 +19,7 @@ PRESETS: Registry[Callable[[], ExperimentConfig]] = Registry("preset")
 def _coco(arch: str, batch: int, lr: float, epochs: int = 140, steps: tuple[int, ...] = (90, 120),
           task: str = "ctdet", num_classes: int = 80) -> ExperimentConfig:
     return ExperimentConfig(
-        model=ModelConfig(arch=arch),
+        model=ModelConfig(arch=arch, pretrained="imagenet" if imagenet_weights(arch) else None),
         data=DataConfig(input_size=(512, 512)),  # keep_res padding follows the backbone (127 for Hourglass)
         task=TaskConfig(name=task, num_classes=num_classes),
         train=TrainConfig(epochs=epochs, batch_size=batch, lr=lr, lr_steps=steps),

@@ -29,6 +29,10 @@ VOC_CLASSES: tuple[str, ...] = (
 KITTI_CLASSES: tuple[str, ...] = ("Pedestrian", "Car", "Cyclist")  # the original ddd's class order
 PERSON_CLASSES: tuple[str, ...] = ("person",)
 
+# COCO's category id of each of the 80 classes (ids 1..90 with 10 unused)
+COCO_CAT_IDS: tuple[int, ...] = tuple(i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
+CATEGORY_IDS: dict[str, tuple[int, ...]] = {"coco": COCO_CAT_IDS}  # others: 1..C
+
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "coco": COCO_CLASSES, "voc": VOC_CLASSES, "kitti": KITTI_CLASSES, "person": PERSON_CLASSES,
 }

@@ -9,6 +9,7 @@ from .convert import to_coco_dict
 from .io import DataError, read_image
 from .kitti import KittiDetection
 from .sample import DetectionSource, Sample
+from .splits import list_file, select_listed, voc_split_file
 from .synthetic import make_synthetic_dataset
 from .voc import VocDetection
 from .yolo import IMAGE_EXTENSIONS, YoloDetection
@@ -20,8 +21,8 @@ __all__ = [
 
 
 def open_dataset(spec: str | Path, image_dir: str | Path | None = None, keypoints: bool | None = None,
-                 **kwargs: Any) -> DetectionSource:
-    """Open a data set, guessing its format from ``spec``.
+                 split: str | None = None, **kwargs: Any) -> DetectionSource:
+    """Open a data set (the named ``split`` of it, see :mod:`.splits`), guessing its format from ``spec``.
 
     * a ``.json`` file -> :class:`CocoDetection`. Images: ``image_dir``, else the standard layout
       ``<root>/annotations/instances_X.json`` (or ``person_keypoints_X.json``) -> ``<root>/X/``.
@@ -38,6 +39,14 @@ def open_dataset(spec: str | Path, image_dir: str | Path | None = None, keypoint
     Other keyword arguments go to the reader (``class_names``, ``label_dir``, ``split_file``, ...).
     """
     spec = Path(spec)
+    source = _open(spec, image_dir, keypoints, split, kwargs)
+    if split and not isinstance(source, (VocDetection, KittiDetection)):  # those read their own split files
+        source = select_listed(source, list_file(spec, split))
+    return source
+
+
+def _open(spec: Path, image_dir: str | Path | None, keypoints: bool | None, split: str | None,
+          kwargs: dict[str, Any]) -> DetectionSource:
     if spec.is_file() and spec.suffix.lower() == ".txt" and spec.parent.name == "ImageSets":
         return KittiDetection(spec.parent.parent, split=spec, image_dir=image_dir, **kwargs)
     if spec.is_file():
@@ -54,7 +63,7 @@ def open_dataset(spec: str | Path, image_dir: str | Path | None = None, keypoint
     if keypoints:
         raise DataError(f"{spec}: keypoints need a COCO person_keypoints json; VOC and YOLO folders have none")
     if (spec / "training" / "label_2").is_dir() or ((spec / "label_2").is_dir() and (spec / "calib").is_dir()):
-        return KittiDetection(spec, image_dir=image_dir, **kwargs)
+        return KittiDetection(spec, image_dir=image_dir, **({"split": split} if split else {}), **kwargs)
     for ann_name, image_names in (("annotations", ("images", "JPEGImages")), ("Annotations", ("JPEGImages", "images"))):
         ann_dir = spec / ann_name
         if ann_dir.is_dir() and any(ann_dir.glob("*.xml")):
@@ -63,6 +72,8 @@ def open_dataset(spec: str | Path, image_dir: str | Path | None = None, keypoint
                 if not found:
                     raise DataError(f"{spec}: VOC annotations found but no image folder {list(image_names)}; pass image_dir")
                 image_dir = found[0]
+            if split:
+                kwargs["split_file"] = voc_split_file(spec, split)
             return VocDetection(ann_dir, image_dir, **kwargs)
     if (spec / "images").is_dir():
         images = spec / "images"

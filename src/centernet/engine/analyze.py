@@ -55,12 +55,13 @@ def error_analysis(model: nn.Module, task: Task, source: DetectionSource, settin
 
 
 def format_table(rows: list[AnalysisRow], columns: tuple[str, ...] = COLUMNS) -> str:
-    """A plain-text table: one line per row, AP columns in percent."""
+    """A plain-text table: one line per row, AP columns as fractions in [0, 1] (the unit ``centernet eval``,
+    the epoch table and the json files use)."""
     width = max([len("ground truth for")] + [len(r.name) for r in rows])
     sizes = [max(6, len(c)) for c in columns]
     lines = [f"{'ground truth for':<{width}}  " + "  ".join(f"{c:>{n}}" for c, n in zip(columns, sizes))]
     lines.append("-" * len(lines[0]))
     for r in rows:
-        lines.append(f"{r.name:<{width}}  " + "  ".join(f"{100 * r.metrics.get(c, 0.0):{n}.1f}"
+        lines.append(f"{r.name:<{width}}  " + "  ".join(f"{r.metrics.get(c, 0.0):{n}.3f}"
                                                          for c, n in zip(columns, sizes)))
     return "\n".join(lines)

@@ -69,7 +69,7 @@ def startup_summary(model: nn.Module, input_size: tuple[int, int], device: str |
     arch = getattr(model, "arch", type(model).__name__)
     text = f"{arch}: {count_parameters(model) / 1e6:.2f}M parameters"
     if flops:
-        text += f", {count_flops(model, input_size) / 1e9:.1f} GFLOPs at {input_size[0]}x{input_size[1]}"
+        text += f", {count_flops(model, input_size) / 1e9:.3g} GFLOPs at {input_size[0]}x{input_size[1]}"
     lines.append(("model", text))
     device = torch.device(device)
     where = str(device)

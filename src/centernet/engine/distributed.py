@@ -93,20 +93,29 @@ def evaluate_sharded(model, task, source: DetectionSource, settings, device,
                      progress: bool = True) -> tuple[dict[str, float], str]:
     """(metrics, headline metric name) of ``model`` on ``source``: alone, or with each rank scoring a shard
     through the task's scorer and rank 0 merging every rank's scorer state (the scorer protocol)."""
-    from .evaluator import evaluate, scorer_results
+    result = evaluate_sharded_result(model, task, source, settings, device, progress)
+    return result.metrics, result.headline
+
+
+def evaluate_sharded_result(model, task, source: DetectionSource, settings, device, progress: bool = True):
+    """:func:`evaluate_sharded` as an :class:`~centernet.engine.evaluator.EvalResult`. Alone it is
+    :func:`~centernet.engine.evaluator.evaluate`'s; sharded it holds the metrics on every rank and the
+    per-class curves on rank 0 (no results or boxes: each rank saw only its shard)."""
+    from .evaluator import EvalResult, evaluate, scorer_results
 
     if not is_distributed():
-        result = evaluate(model, task, source, settings, device, progress=progress)
-        return result.metrics, result.headline
+        return evaluate(model, task, source, settings, device, progress=progress)
     scorer = task.scorer(source)
     shard = Subset(source, range(rank(), len(source), world_size()))
     scorer.add(scorer_results(model, task, shard, settings, device, progress))
     gathered: list[Any] = [None] * world_size()
     dist.all_gather_object(gathered, scorer.state())
-    metrics = [None]
+    metrics: list[Any] = [None]
+    per_class = None
     if rank() == 0:
         total = task.scorer(source)
         total.merge(gathered)
         metrics = [total.result()]
+        per_class = getattr(total, "per_class", None)
     dist.broadcast_object_list(metrics, src=0)
-    return metrics[0], scorer.headline
+    return EvalResult(metrics[0], [], scorer.headline, per_class=per_class)

@@ -2,10 +2,14 @@
 bad arguments, a diverged run), the same with or without DataLoader worker processes, never a traceback."""
 from __future__ import annotations
 
+import importlib
 import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+
+from ..hub import DownloadError
 
 #: the last "package.module.SomeError: message" line of a traceback
 _RAISED_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Diverged): ", re.MULTILINE)
@@ -17,8 +21,23 @@ class TrainingDiverged(RuntimeError):
     checkpoint."""
 
 
+class MissingDependency(ImportError):
+    """An optional package is not installed; the message names the extra that installs it."""
+
+
+def require(module: str, extra: str, purpose: str) -> Any:
+    """Import ``module`` or raise :class:`MissingDependency`: "<purpose> needs <module>: pip install
+    'centernet[<extra>]'"."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependency(f"{purpose} needs the {module} package, which is not installed: "
+                                f"pip install 'centernet[{extra}]'") from None
+
+
 #: exception types whose message is meant for the user (their messages name the file and the problem)
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, TrainingDiverged)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, TrainingDiverged, MissingDependency,
+                                                DownloadError)
 
 
 def is_user_error(err: BaseException) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Union
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -81,12 +82,18 @@ def collate_scales(items: list[list[dict]]) -> list[dict[str, torch.Tensor]]:
     return [collate([item[s] for item in items]) for s in range(len(items[0]))]
 
 
+#: the columns of a detection row every task has: x1, y1, x2, y2, score, class (image pixels)
+BOX_COLUMNS = 6
+
+
 @dataclass
 class EvalResult:
     metrics: dict[str, float]
     results: list[dict[str, Any]]  # the task's result format (COCO for box and keypoint tasks)
     headline: str = "AP"  # the scorer's headline metric
     scorer: Scorer | None = None  # holds the results: its report() and write(folder) hooks
+    per_class: Any = None  # per-class PR curves when the scorer computed them (Scorer.per_class)
+    boxes: dict[int, np.ndarray] = field(default_factory=dict)  # image id -> [M, 6] rows' box columns
 
 
 Model = Union[nn.Module, Runner, None]
@@ -141,21 +148,30 @@ def image_meta(batch: dict[str, torch.Tensor], i: int, keys: Iterable[str]) -> d
 
 
 def scorer_results(model: Model, task: Task, source: DetectionSource, settings: EvalSettings,
-                   device: torch.device | str = "cpu", progress: bool = True) -> list[dict[str, Any]]:
-    """The task's results (COCO format for box and keypoint tasks) of every image of ``source``."""
+                   device: torch.device | str = "cpu", progress: bool = True,
+                   boxes: dict[int, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """The task's results (COCO format for box and keypoint tasks) of every image of ``source``; ``boxes``,
+    when given, receives each image's rows' first :data:`BOX_COLUMNS` columns (for the run reports)."""
     cat_ids = category_ids(source)
     results: list[dict[str, Any]] = []
     for meta, rows in run_detections(model, task, source, settings, device, progress):
-        results += task.to_results(rows.float().cpu().numpy(), meta, cat_ids)
+        rows = rows.float().cpu().numpy()
+        results += task.to_results(rows, meta, cat_ids)
+        if boxes is not None:
+            boxes[int(meta["image_id"])] = rows[:, :BOX_COLUMNS].copy()
     return results
 
 
 def evaluate(model: Model, task: Task, source: DetectionSource, settings: EvalSettings | None = None,
              device: torch.device | str = "cpu", progress: bool = True, verbose: bool = False) -> EvalResult:
     """Metrics of ``model`` (a module, a runner, or None for the ground truth) on ``source``, from the task's
-    scorer (COCO AP, AP50, ... for boxes; plus the data set's own, e.g. VOC AP50)."""
+    scorer (COCO AP, AP50, ... for boxes; plus the data set's own, e.g. VOC AP50), with the per-class curves
+    when the scorer computes them and every image's detected boxes."""
     settings = settings or EvalSettings()
     scorer = task.scorer(source)
-    results = scorer_results(model, task, source, settings, device, progress)
+    boxes: dict[int, np.ndarray] = {}
+    results = scorer_results(model, task, source, settings, device, progress, boxes)
     scorer.add(results)
-    return EvalResult(scorer.result(verbose), results, scorer.headline, scorer)
+    metrics = scorer.result(verbose)
+    return EvalResult(metrics, results, scorer.headline, scorer=scorer, per_class=getattr(scorer, "per_class", None),
+                      boxes=boxes)

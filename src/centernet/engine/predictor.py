@@ -1,13 +1,19 @@
-"""The one predictor: images, folders and videos in; drawn pictures and COCO-format json out."""
+"""The one predictor: images (files, folders, globs) and videos in; drawn pictures and COCO-format json out.
+
+Images are read and prepared in DataLoader workers and run through the network ``batch`` at a time (when
+the test size is fixed; ``keep_res`` inputs differ in size and run one by one); videos frame by frame.
+"""
 from __future__ import annotations
 
+import dataclasses
+
 import json
+import math
 import time
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -15,16 +21,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..data.io import DataError, read_image
-from ..data.pipeline import test_item
-from ..data.transforms import prepare_test_image
+from ..data.io import DataError
 from ..tasks.base import Task
 from ..visualize import heatmap_overlay
 from .evaluator import EvalSettings, image_meta
 from .inference import Runner, model_runner, predict_passes
+from .inputs import Frame, TestPreparer, VideoFrames, expand_inputs, image_batches, is_video
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+#: called with each image's Frame and its final rows (image pixels, boxes clipped) as predict goes
+OnImage = Callable[[Frame, np.ndarray], None]
 
 
 @dataclass
@@ -37,8 +42,8 @@ class Prediction:
 
 class Predictor:
     """Runs a model (or any ``runner``: images [B, 3, H, W] -> activated maps of the last stack, e.g. an
-    ONNX session injected by the caller) on single images. The flip test and the test scales of
-    ``settings`` are applied around the runner, so a runner never flips by itself."""
+    ONNX session injected by the caller) on images. The flip test and the test scales of ``settings`` are
+    applied around the runner, so a runner never flips by itself."""
 
     def __init__(self, model: nn.Module | None, task: Task, settings: EvalSettings, class_names: list[str],
                  cat_ids: list[int] | None = None, device: str | torch.device = "cpu",
@@ -50,74 +55,74 @@ class Predictor:
         self.class_names = class_names
         self.cat_ids = cat_ids or list(range(1, task.num_classes + 1))
         self.runner = runner or model_runner(self.model, task)
+        self.preparer = TestPreparer.from_settings(settings)
 
     def passes(self, image: np.ndarray, meta: Mapping[str, Any] | None = None) -> list[dict[str, torch.Tensor]]:
         """One single-image batch per test scale: input, trans_inv and the image's meta (image size, plus
         what the caller gives, e.g. {"calib": P2 [3, 4]})."""
-        s = self.settings
-        mean, std = np.array(s.mean, np.float32), np.array(s.std, np.float32)
-        h, w = image.shape[:2]
-        base = {"image_id": np.int64(0), "image_size": np.array([w, h], np.float32)}
-        base.update({k: np.asarray(v, dtype=np.float32) for k, v in (meta or {}).items()})
-        out = []
-        for scale in tuple(s.scales) or (1.0,):
-            prepared = prepare_test_image(image, mean, std, s.input_size, s.pad, s.down_ratio, scale)
-            item = test_item(prepared, base)
-            out.append({k: torch.from_numpy(np.ascontiguousarray(v))[None].to(self.device) for k, v in item.items()})
-        return out
+        return [{k: torch.from_numpy(np.ascontiguousarray(v))[None].to(self.device) for k, v in item.items()}
+                for item in self.preparer(image, 0, meta)]
+
+    def predict_batch(self, passes: list[dict[str, torch.Tensor]]) -> list[Prediction]:
+        """Predictions of a batch given as one batch per test scale ({"input": [B, 3, H, W], ...})."""
+        passes = [{k: v.to(self.device) for k, v in batch.items()} for batch in passes]
+        rows, maps = predict_passes(self.runner, self.task, passes, self.settings.flip, self.settings.down_ratio)
+        heat = self.task.heatmap(maps) if maps is not None else None
+        keys = [k for k in passes[0] if k not in ("input", "trans_inv")]
+        return [Prediction(rows[i].float().cpu().numpy(), heat[i].float().cpu().numpy() if heat is not None else None,
+                           passes[0]["trans_inv"][i].cpu().numpy(), image_meta(passes[0], i, keys))
+                for i in range(len(rows))]
 
     def __call__(self, image: np.ndarray, meta: Mapping[str, Any] | None = None) -> Prediction:
         """Detections on one BGR image; ``meta`` adds per-image data the task needs (e.g. ``calib``)."""
-        passes = self.passes(image, meta)
-        rows, maps = predict_passes(self.runner, self.task, passes, self.settings.flip, self.settings.down_ratio)
-        heat = self.task.heatmap(maps) if maps is not None else None
-        return Prediction(rows[0].float().cpu().numpy(),
-                          heat[0].float().cpu().numpy() if heat is not None else None,
-                          passes[0]["trans_inv"][0].cpu().numpy(), image_meta(passes[0], 0, [k for k in passes[0] if k not in ("input", "trans_inv")]))
+        return self.predict_batch(self.passes(image, meta))[0]
 
     def draw(self, image: np.ndarray, pred: Prediction, score_thresh: float, heatmap: bool) -> np.ndarray:
         out = heatmap_overlay(image, pred.heat, pred.trans_inv) if heatmap and pred.heat is not None else image
         return self.task.draw(out, pred.rows, self.class_names, score_thresh, pred.meta)
 
-    def run(self, source: str | Path, out_dir: str | Path, score_thresh: float = 0.3, heatmap: bool = False,
-            progress: bool = True, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Predict on an image, a folder of images or a video; write drawings and ``detections.json``.
-        ``meta`` goes with every image (e.g. {"calib": P2}).
+    def predictions(self, files: Sequence[Path], batch: int = 1, workers: int = 0, first_id: int = 0,
+                    meta: Mapping[str, Any] | None = None) -> Iterable[tuple[Frame, Prediction | None]]:
+        """(frame, prediction) of every image file, in order (prediction None when it cannot be read):
+        prepared by ``workers`` processes, ``batch`` images per network run (1 with ``keep_res``)."""
+        if self.settings.input_size is None and batch > 1:
+            batch = 1  # keep_res: every image has its own input size
+        workers = max(0, min(workers, math.ceil(len(files) / batch) - 1))  # no processes for a single batch
+        preparer = dataclasses.replace(self.preparer, meta=dict(meta)) if meta else self.preparer
+        for frames, passes in image_batches(files, preparer, batch, workers, first_id):
+            preds = iter(self.predict_batch(passes) if passes is not None else [])
+            for frame in frames:
+                yield frame, (next(preds) if frame.image is not None else None)
 
-        Boxes are clipped to the image. A file of a folder that cannot be read is skipped and reported (one
-        counted warning naming the files); the others are processed. Returns {"images": n,
-        "images_per_s": f, "json": path, "skipped": ["<file>: <problem>", ...]}.
-        """
+    def run(self, source: str | Path | Sequence[str | Path], out_dir: str | Path, score_thresh: float = 0.3,
+            heatmap: bool = False, progress: bool = True, batch: int = 1, workers: int = 0,
+            on_image: OnImage | None = None, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Predict on images (files, folders, globs; see :func:`~.inputs.expand_inputs`) and videos; write
+        drawings and ``detections.json`` (the detections at or above ``score_thresh``). ``meta`` goes with
+        every image (e.g. {"calib": P2}).
+
+        Boxes are clipped to the image. A file that cannot be read is skipped and reported (one counted
+        warning naming the files); the others are processed. Returns {"images": n, "images_per_s": f,
+        "json": path, "skipped": ["<file>: <problem>", ...], "detections": kept in all}."""
         out_dir = Path(out_dir)
-        frames = FrameSource(source)
+        paths = expand_inputs(source)
         out_dir.mkdir(parents=True, exist_ok=True)
         results: list[dict[str, Any]] = []
         skipped: list[str] = []
-        writer = None
         start, count = time.perf_counter(), 0
-        for frame_id, frame in enumerate(tqdm(frames, desc="predict", disable=None if progress else True,
-                                              total=getattr(frames, "total", None))):
-            if frame.image is None:
+        images = [p for p in paths if not is_video(p)]
+        bar = tqdm(total=len(images), desc="predict", disable=None if progress else True, leave=False)
+        for frame, pred in self.predictions(images, batch, workers, meta=meta):
+            bar.update()
+            if pred is None:
                 skipped.append(frame.error or frame.name)
                 continue
-            image = frame.image
-            pred = self(image, meta)
-            pred.rows = clip_boxes(pred.rows, image.shape[1], image.shape[0])
-            meta = {**pred.meta, "image_id": frame_id}
-            results += [dict(r, file_name=frame.name) for r in self.task.to_results(pred.rows, meta, self.cat_ids)
-                        if r["score"] >= score_thresh]
-            drawn = self.draw(image, pred, score_thresh, heatmap)
-            if frames.video:
-                if writer is None:
-                    h, w = drawn.shape[:2]
-                    writer = cv2.VideoWriter(str(out_dir / f"{Path(source).stem}_pred.mp4"),
-                                             cv2.VideoWriter_fourcc(*"mp4v"), frames.fps, (w, h))
-                writer.write(drawn)
-            else:
-                cv2.imwrite(str(out_dir / f"{frame.stem}_pred.jpg"), drawn)
+            results += self._finish(frame, pred, score_thresh, on_image)
+            cv2.imwrite(str(out_dir / f"{frame.stem}_pred.jpg"), self.draw(frame.image, pred, score_thresh, heatmap))
             count += 1
-        if writer is not None:
-            writer.release()
+        bar.close()
+        for video in (p for p in paths if is_video(p)):  # frame ids continue after the images'
+            count += self._video(video, out_dir, score_thresh, heatmap, results, progress, on_image, count, meta)
         elapsed = time.perf_counter() - start
         if skipped and not count:
             raise DataError(skipped[0] if len(skipped) == 1 else
@@ -128,7 +133,41 @@ class Predictor:
         json_path = out_dir / "detections.json"
         json_path.write_text(json.dumps(results))
         return {"images": count, "images_per_s": count / max(elapsed, 1e-9), "json": str(json_path),
-                "skipped": skipped}
+                "skipped": skipped, "detections": len(results)}
+
+    def _finish(self, frame: Frame, pred: Prediction, score_thresh: float,
+                on_image: OnImage | None) -> list[dict[str, Any]]:
+        """Clip the boxes of ``pred`` (in place), report the image, return its results above the threshold."""
+        image = frame.image
+        pred.rows = clip_boxes(pred.rows, image.shape[1], image.shape[0])
+        if on_image is not None:
+            on_image(frame, pred.rows)
+        meta = {**pred.meta, "image_id": frame.index}
+        return [dict(r, file_name=frame.name) for r in self.task.to_results(pred.rows, meta, self.cat_ids)
+                if r["score"] >= score_thresh]
+
+    def _video(self, path: Path, out_dir: Path, score_thresh: float, heatmap: bool, results: list[dict[str, Any]],
+               progress: bool, on_image: OnImage | None, first_id: int = 0,
+               meta: Mapping[str, Any] | None = None) -> int:
+        """Predict on every frame of a video, writing ``<stem>_pred.mp4``; returns the frame count."""
+        frames = VideoFrames(path)
+        writer = None
+        count = 0
+        for frame in tqdm(frames, desc=path.name, total=frames.total, disable=None if progress else True,
+                          leave=False):
+            frame = frame._replace(index=first_id + frame.index)
+            pred = self(frame.image, meta)
+            results += self._finish(frame, pred, score_thresh, on_image)
+            drawn = self.draw(frame.image, pred, score_thresh, heatmap)
+            if writer is None:
+                h, w = drawn.shape[:2]
+                writer = cv2.VideoWriter(str(out_dir / f"{path.stem}_pred.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                         frames.fps, (w, h))
+            writer.write(drawn)
+            count += 1
+        if writer is not None:
+            writer.release()
+        return count
 
 
 def clip_boxes(rows: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -137,64 +176,3 @@ def clip_boxes(rows: np.ndarray, width: int, height: int) -> np.ndarray:
     rows[:, [0, 2]] = rows[:, [0, 2]].clip(0, width)
     rows[:, [1, 3]] = rows[:, [1, 3]].clip(0, height)
     return rows
-
-
-class Frame(NamedTuple):
-    """One input of :class:`FrameSource`: its name, the image (None when unreadable, ``error`` says why)
-    and the stem its drawing is saved under (unique within the folder: ``a.jpg`` and ``a.png`` -> ``a_jpg``,
-    ``a_png``)."""
-
-    name: str
-    image: np.ndarray | None
-    error: str | None
-    stem: str
-
-
-class FrameSource:
-    """Iterate :class:`Frame` s over an image file, a folder of images or a video file."""
-
-    def __init__(self, source: str | Path) -> None:
-        self.path = Path(source)
-        self.video = self.path.suffix.lower() in VIDEO_SUFFIXES
-        self.fps, self.total = 25.0, None
-        if not self.path.exists():
-            raise DataError(f"input not found: {self.path}")
-        if self.video:
-            cap = cv2.VideoCapture(str(self.path))
-            if not cap.isOpened():
-                raise DataError(f"video could not be opened: {self.path}")
-            self.fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-            self.total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-            cap.release()
-        elif self.path.is_dir():
-            self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not self.files:
-                raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {self.path}")
-            self.total = len(self.files)
-        else:
-            self.files = [self.path]
-            self.total = 1
-
-    def __len__(self) -> int:
-        return self.total or 0
-
-    def __iter__(self) -> Iterator[Frame]:
-        if self.video:
-            cap = cv2.VideoCapture(str(self.path))
-            index = 0
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                name = f"{self.path.stem}_{index:06d}"
-                yield Frame(name, frame, None, name)
-                index += 1
-            cap.release()
-            return
-        stems = Counter(p.stem for p in self.files)
-        for path in self.files:
-            stem = path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix[1:]}"
-            try:
-                yield Frame(path.name, read_image(path), None, stem)
-            except DataError as err:
-                yield Frame(path.name, None, str(err), stem)

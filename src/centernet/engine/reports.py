@@ -81,13 +81,18 @@ def _series(history: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     return np.array([float(v) if isinstance(v, (int, float)) else np.nan for v in values], dtype=np.float64)
 
 
-def result_panels(history: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
-    """The panels of :func:`plot_results`: (title, keys): one per loss term, one for the validation
-    metrics (``val_AP*`` when present, else every ``val_`` key), one for the learning rate."""
+def result_panels(history: Sequence[Mapping[str, Any]],
+                  loss_keys: Sequence[str] | None = None) -> list[tuple[str, list[str]]]:
+    """The panels of :func:`plot_results`: (title, keys): one per loss term (``loss_keys``, default the
+    keys containing "loss"), one for the validation metrics (``val_AP*`` when present, else every ``val_``
+    key), one for the learning rate."""
     keys: list[str] = []
     for record in history:
         keys += [k for k, v in record.items() if k not in keys and isinstance(v, (int, float))]
-    losses = [k for k in keys if "loss" in k and not k.startswith(VAL_PREFIX)]
+    if loss_keys is not None:
+        losses = [k for k in loss_keys if k in keys]
+    else:
+        losses = [k for k in keys if "loss" in k and not k.startswith(VAL_PREFIX)]
     val = [k for k in keys if k.startswith(VAL_PREFIX)]
     val_ap = [k for k in val if k.removeprefix(VAL_PREFIX).startswith("AP")]
     panels = [(k, [k]) for k in losses]
@@ -98,22 +103,28 @@ def result_panels(history: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[
     return panels
 
 
-def plot_results(history: Sequence[Mapping[str, Any]], path: PathLike, x_key: str = "epoch") -> Path:
+def plot_results(history: Sequence[Mapping[str, Any]], path: PathLike, x_key: str = "epoch",
+                 loss_keys: Sequence[str] | None = None) -> Path:
     """Loss terms, validation metrics and the learning rate against ``x_key``, as small multiples."""
     plt = _pyplot()
-    panels = result_panels(history)
+    panels = result_panels(history, loss_keys)
     cols = min(4, max(1, len(panels)))
     rows = max(1, math.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(PANEL_INCHES * cols, PANEL_INCHES * 0.8 * rows), squeeze=False)
     x = _series(history, x_key) if history and x_key in history[0] else np.arange(1, len(history) + 1)
+    from matplotlib.ticker import MaxNLocator
+
     for ax, (title, keys) in zip(axes.flat, panels):
         for key in keys:
             y = _series(history, key)
+            if key.startswith(VAL_PREFIX):
+                y[y < 0] = np.nan  # COCOeval's -1: undefined (no objects of that size)
             seen = np.isfinite(y)
             marker = "o" if seen.sum() <= MAX_MARKERS else None
             ax.plot(x[seen], y[seen], marker=marker, markersize=3, linewidth=1.5, label=key.removeprefix(VAL_PREFIX))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(x_key, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         if title == "lr":
@@ -298,10 +309,13 @@ def validation_mosaic(images: Sequence[np.ndarray], predictions: Sequence[np.nda
 
 
 # ------------------------------------------------------------------------------------------ run folder
-def write_epoch_reports(history: Sequence[Mapping[str, Any]], out_dir: PathLike) -> list[Path]:
-    """results.csv and results.png in ``out_dir`` (call after every epoch)."""
+def write_epoch_reports(history: Sequence[Mapping[str, Any]], out_dir: PathLike,
+                        loss_keys: Sequence[str] | None = None) -> list[Path]:
+    """results.csv and results.png in ``out_dir`` (call after every epoch); ``loss_keys``: the loss
+    terms to plot (default: the keys containing "loss")."""
     out = Path(out_dir)
-    return [write_results_csv(history, out / RESULTS_CSV), plot_results(history, out / RESULTS_PNG)]
+    return [write_results_csv(history, out / RESULTS_CSV),
+            plot_results(history, out / RESULTS_PNG, loss_keys=loss_keys)]
 
 
 def write_evaluation_reports(out_dir: PathLike, per_class: Any, matrix: np.ndarray | None = None,

@@ -31,7 +31,13 @@ RESUMABLE = frozenset({
     "train.epochs", "train.lr", "train.lr_steps", "train.lr_factor", "train.val_interval",
     "train.max_steps_per_epoch", "train.max_bad_steps", "train.device", "train.amp", "train.sync_bn",
     "data.num_workers", "data.verify", "data.train", "data.train_images", "data.val", "data.val_images",
+    "data.train_split", "data.val_split", "train.patience", "train.log_every", "train.flops", "train.reports",
 })
+#: config fields that hold paths, stored absolute so that a run resumes from any working folder
+PATH_FIELDS = (("data", "train"), ("data", "val"), ("data", "train_images"), ("data", "val_images"),
+               ("train", "out_dir"))
+#: fields that may be a path or a name (``imagenet``, a weights name): made absolute only when the file exists
+FILE_OR_NAME_FIELDS = (("model", "pretrained"), ("model", "weights"))
 MAX_NUMBERED = 10_000  # runs/train .. runs/train9999
 
 
@@ -109,7 +115,7 @@ def resume_config(checkpoint: str | Path, assignments: list[str],
     if missing:
         raise RunFolderError(f"{path} cannot be resumed: it holds weights only (no {', '.join(missing)})")
     saved = checkpoint_config(payload, path)
-    saved.train.out_dir = str(path.parent)
+    saved.train.out_dir = str(path.parent.resolve())
     start = copy.deepcopy(base if base is not None else saved)
     start.train.out_dir = saved.train.out_dir
     return override(start, assignments), Resume(path, payload, saved)
@@ -143,6 +149,20 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 # ------------------------------------------------------------------------------------------ checks
+def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Make the path fields of ``cfg`` absolute (in place; returns it), so that the stored config resumes
+    from any working folder."""
+    for section, key in PATH_FIELDS:
+        value = getattr(getattr(cfg, section), key)
+        if value:
+            setattr(getattr(cfg, section), key, str(Path(value).expanduser().resolve()))
+    for section, key in FILE_OR_NAME_FIELDS:
+        value = getattr(getattr(cfg, section), key)
+        if value and Path(value).expanduser().is_file():
+            setattr(getattr(cfg, section), key, str(Path(value).expanduser().resolve()))
+    return cfg
+
+
 def read_config_file(path: str | Path) -> ExperimentConfig:
     """A ``config.json`` (as a run writes it); errors name the file."""
     path = Path(path)
@@ -165,6 +185,8 @@ def validate_train_config(cfg: ExperimentConfig) -> None:
         ("train.lr", t.lr, math.isfinite(t.lr) and t.lr > 0, "a positive number"),
         ("train.max_bad_steps", t.max_bad_steps, t.max_bad_steps >= 1, "at least 1"),
         ("train.val_interval", t.val_interval, t.val_interval >= 0, "0 (off) or more"),
+        ("train.patience", t.patience, t.patience >= 0, "0 (off) or more"),
+        ("train.log_every", t.log_every, t.log_every >= 0, "0 (about 10 lines per epoch) or more"),
         ("train.max_steps_per_epoch", t.max_steps_per_epoch,
          t.max_steps_per_epoch is None or t.max_steps_per_epoch >= 1, "null or at least 1"),
         ("data.num_workers", d.num_workers, d.num_workers >= 0, "0 or more"),
@@ -173,6 +195,8 @@ def validate_train_config(cfg: ExperimentConfig) -> None:
     for name, value, ok, wanted in rules:
         if not ok:
             raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    if t.patience and not (d.val and t.val_interval):
+        raise ValueError(f"train.patience {t.patience} needs validation: pass --val and a --val-interval above 0")
     from .distributed import resolve_device
 
     resolve_device(t.device)  # a device this machine lacks is refused before any work

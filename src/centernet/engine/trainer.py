@@ -3,6 +3,11 @@
 A step whose loss or gradients are not finite is skipped (weights, optimizer state and batch-norm
 statistics unchanged) and counted; ``train.max_bad_steps`` of them in a row stop the run with
 :class:`TrainingDiverged`, naming the last good checkpoint. Non-finite weights are never saved.
+
+What it prints (rank 0, ``progress``): a start-up summary, one aligned table line per epoch, and progress
+lines every ``train.log_every`` steps when stdout is not a terminal (a tqdm bar serves terminals). What it
+writes besides checkpoints: config.json, log.jsonl and the run reports (:mod:`.run_reports`).
+``train.patience`` stops the run after that many epochs without a better validation headline metric.
 """
 from __future__ import annotations
 
@@ -26,11 +31,16 @@ from ..data.pipeline import TrainDataset, collate
 from ..data.sample import DetectionSource
 from ..tasks.base import Task
 from . import distributed as dist_utils
-from .distributed import resolve_device
 from .checkpoint import finite_state, load_model_state, read_checkpoint, save_checkpoint, unwrap
+from .console import LABEL_WIDTH, EpochTable, ProgressLines, startup_summary
+from .distributed import resolve_device
 from .errors import TrainingDiverged
-from .evaluator import EvalSettings
+from .evaluator import EvalResult, EvalSettings
 from .rundir import append_log, write_config, write_log
+from .run_reports import RunReports
+
+#: record keys that are not loss terms
+NON_LOSS_KEYS = ("epoch", "lr", "images_per_s", "skipped_steps")
 
 
 def seed_everything(seed: int) -> None:
@@ -108,7 +118,12 @@ class Trainer:
         self.amp = t.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.dataset = train_dataset(cfg, train_source, task)
-        self.headline = "AP"  # the scorer's headline metric, known after the first validation
+        self.train_source = train_source
+        # the scorer's headline metric (decides best.pth and early stopping)
+        self.headline = task.scorer(val_source).headline if val_source is not None else "AP"
+        self.best_epoch = 0  # the epoch of the best headline metric so far
+        self.loss_keys: list[str] | None = None  # "loss" and the task's terms, known after the first epoch
+        self.last_eval: EvalResult | None = None
         if t.batch_size % self.world:
             raise ValueError(f"batch size {t.batch_size} is not divisible by {self.world} processes")
         self.per_rank_batch = t.batch_size // self.world
@@ -157,6 +172,7 @@ class Trainer:
                                    f"overwritten. {self._last_good_text()}")
         if self.rank == 0:
             save_checkpoint(path, self.cfg, self.model, epoch=self.epoch, step=self.step, best=self.best,
+                            best_epoch=self.best_epoch,
                             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                             scaler=self.scaler.state_dict(), history=self.history)
         if name == "last.pth":
@@ -176,6 +192,7 @@ class Trainer:
         if payload.get("scaler") and self.scaler.is_enabled():  # empty when written without AMP
             self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.step, self.best = payload["epoch"], payload["step"], payload["best"]
+        self.best_epoch = int(payload.get("best_epoch", self.epoch))
         self.history = [r for r in payload.get("history", []) if r.get("epoch", 0) <= self.epoch]
         self.last_good = (Path(path), self.epoch)
         saved = payload["config"].get("train", {})
@@ -252,7 +269,10 @@ class Trainer:
         loader = self._loader(self.epoch)
         steps = len(loader) if t.max_steps_per_epoch is None else min(len(loader), t.max_steps_per_epoch)
         sums: dict[str, float] = {}
-        bar = tqdm(total=steps, desc=f"epoch {self.epoch + 1}/{t.epochs}", disable=None if self.progress else True, leave=False)
+        bar = tqdm(total=steps, desc=f"epoch {self.epoch + 1}/{t.epochs}", disable=None if self.progress else True,
+                   leave=False)
+        lines = ProgressLines(steps, self.epoch + 1, t.epochs, every=t.log_every or None,
+                              enabled=None if self.progress else False)
         start = time.perf_counter()
         self.skipped = 0
         for i, batch in enumerate(loader):
@@ -276,9 +296,12 @@ class Trainer:
             if self.progress and (i % POSTFIX_EVERY == 0 or i + 1 == steps):
                 bar.set_postfix({k: f"{v.item():.3f}" for k, v in values.items()})
             bar.update()
+            lines.update(i + 1, values)
         bar.close()
         dist_utils.broadcast_buffers(unwrap(self.model))  # every rank evaluates / saves rank 0's model
         elapsed = time.perf_counter() - start
+        if self.loss_keys is None and sums:
+            self.loss_keys = list(sums)  # "loss", then the task's terms in its order
         means = dist_utils.average({k: float(v) / max(steps - self.skipped, 1) for k, v in sums.items()}, self.device)
         means["images_per_s"] = steps * t.batch_size / max(elapsed, 1e-9)
         means["skipped_steps"] = self.skipped
@@ -290,46 +313,97 @@ class Trainer:
         return float(value) if value is not None and math.isfinite(value) else None
 
     def validate(self) -> dict[str, float]:
-        """The task scorer's metrics on the validation source (each rank scores a shard; rank 0 merges)."""
+        """The task scorer's metrics on the validation source (each rank scores a shard; rank 0 merges);
+        the whole result stays in ``last_eval`` (per-class curves, detected boxes) for the reports."""
         settings = EvalSettings.from_config(self.cfg, batch_size=1)
         model = unwrap(self.model)
-        metrics, self.headline = dist_utils.evaluate_sharded(model, self.task, self.val_source, settings,
-                                                             self.device, progress=self.progress)
-        return metrics
+        self.last_eval = dist_utils.evaluate_sharded_result(model, self.task, self.val_source, settings,
+                                                            self.device, progress=self.progress)
+        self.headline = self.last_eval.headline
+        return self.last_eval.metrics
+
+    def _print(self, text: str) -> None:
+        if self.progress:
+            tqdm.write(text)
+
+    def _startup(self) -> None:
+        """The start-up summary: data, model (parameters, GFLOPs), device, run folder, schedule."""
+        t, d = self.cfg.train, self.cfg.data
+        w, h = d.input_size
+        summary = startup_summary(unwrap(self.model), (h, w), self.device, self.out_dir, self.train_source,
+                                  self.val_source, flops=t.flops)
+        plan = (f"{self.task.name}, input {w}x{h}, batch {t.batch_size}"
+                + (f" ({self.world} processes)" if self.world > 1 else "")
+                + f", lr {t.lr:.2e}, epochs {self.epoch + 1}..{t.epochs}")
+        if self.val_source is not None and t.val_interval:
+            plan += f", val every {t.val_interval} ({self.headline})"
+        if t.patience:
+            plan += f", patience {t.patience}"
+        self._print(f"{summary}\n{'train':<{LABEL_WIDTH}} {plan}")
+
+    def _should_stop(self) -> bool:
+        """Early stopping: ``train.patience`` epochs since the best headline metric (checked after a
+        validation)."""
+        patience = self.cfg.train.patience
+        return bool(patience) and self.epoch - self.best_epoch >= patience
 
     def fit(self) -> dict[str, Any]:
         """Train up to ``train.epochs``. ``config.json`` is (re)written and ``log.jsonl`` restarts from the
         records of the checkpoint the run continues from (none for a new run), so no epoch is logged twice.
 
-        Returns {"best_AP": best headline metric or None, "history": records, "out_dir": folder}."""
+        Returns {"best_AP": best headline metric or None, "headline": its name, "best_epoch": its epoch,
+        "stopped_early": bool, "history": records, "out_dir": folder}."""
         t = self.cfg.train
+        reports = None
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.out_dir, self.cfg)
             write_log(self.out_dir, self.history)
-            if self.epoch >= t.epochs and self.progress:
-                tqdm.write(f"nothing to train: the run is at epoch {self.epoch} of {t.epochs} "
-                           "(pass --epochs N to train longer)")
-        while self.epoch < t.epochs:
-            record: dict[str, Any] = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
-            record.update(self.train_epoch())
-            self.scheduler.step()
-            self.epoch += 1
-            last = self.epoch == t.epochs
-            self.history.append(record)
-            if self.val_source is not None and t.val_interval and (self.epoch % t.val_interval == 0 or last):
-                metrics = self.validate()
-                record.update({f"val_{k}": v for k, v in metrics.items()})
-                score = self._headline(metrics)
-                if score is not None and score > self.best:
-                    self.best = score
-                    self.save("best.pth")
-            if self.rank == 0:
-                append_log(self.out_dir, record)
-            self.save("last.pth")
+            reports = RunReports(self.out_dir, self.cfg.task.class_names or
+                                 [str(i) for i in range(self.task.num_classes)], self.val_source, t.reports)
             if self.progress:
-                shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float)}
-                tqdm.write(f"epoch {self.epoch}: {shown}")
+                self._startup()  # counting FLOPs costs seconds: only when it is printed
+            if self.epoch >= t.epochs:
+                self._print(f"nothing to train: the run is at epoch {self.epoch} of {t.epochs} "
+                            "(pass --epochs N to train longer)")
+        table = EpochTable(t.epochs, None, [self.headline] + (["AP50"] if self.headline == "AP" else []))
+        stopped = False
+        try:
+            while self.epoch < t.epochs and not stopped:
+                start = time.perf_counter()
+                record: dict[str, Any] = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+                record.update(self.train_epoch())
+                self.scheduler.step()
+                self.epoch += 1
+                last = self.epoch == t.epochs
+                self.history.append(record)
+                validated = self.val_source is not None and t.val_interval and (self.epoch % t.val_interval == 0
+                                                                               or last)
+                if validated:
+                    metrics = self.validate()
+                    record.update({f"val_{k}": v for k, v in metrics.items()})
+                    score = self._headline(metrics)
+                    if score is not None and score > self.best:
+                        self.best, self.best_epoch = score, self.epoch
+                        self.save("best.pth")
+                    stopped = self._should_stop()
+                if self.rank == 0:
+                    append_log(self.out_dir, record)
+                self.save("last.pth")
+                if reports is not None:
+                    reports.epoch(self.history, self.loss_keys)
+                    if validated and self.last_eval is not None:
+                        reports.evaluation(self.last_eval, self.epoch)
+                if table.loss_keys is None:
+                    table.loss_keys = list(self.loss_keys or [])
+                self._print(table.lines(record, time.perf_counter() - start))
+        finally:
+            if reports is not None:
+                reports.close()
         best = self.best if math.isfinite(self.best) else None
-        return {"best_AP": best, "history": self.history, "out_dir": str(self.out_dir)}
-
+        if stopped:
+            self._print(f"early stop after epoch {self.epoch}: no better val {self.headline} for "
+                        f"{self.epoch - self.best_epoch} epochs (patience {t.patience}); best "
+                        f"{best if best is None else round(best, 4)} at epoch {self.best_epoch}")
+        return {"best_AP": best, "headline": self.headline, "best_epoch": self.best_epoch or None,
+                "stopped_early": stopped, "history": self.history, "out_dir": str(self.out_dir)}

@@ -14,12 +14,16 @@ from ..registry import Registry
 
 
 class Scorer:
-    """Base: collects result dicts (each carries its ``image_id``); subclasses implement :meth:`result`."""
+    """Base: collects result dicts (each carries its ``image_id``); subclasses implement :meth:`result`.
+
+    After :meth:`result`, ``per_class`` holds per-class precision-recall curves when the scorer computed
+    them (:class:`~centernet.evaluation.coco.PerClassPR`, for the run reports), else None."""
 
     headline: str = "AP"
 
     def __init__(self) -> None:
         self.results: list[dict[str, Any]] = []
+        self.per_class: Any = None
 
     def add(self, results: Iterable[dict[str, Any]]) -> None:
         """The results of one or more images."""
@@ -56,7 +60,7 @@ class CocoScorer(Scorer):
         self.source, self.iou_types = source, tuple(iou_types)
 
     def result(self, verbose: bool = False) -> dict[str, float]:
-        from .coco import coco_ground_truth, evaluate_coco
+        from .coco import coco_ground_truth, evaluate_coco_per_class
 
         gt = coco_ground_truth(self.source)
         metrics: dict[str, float] = {}
@@ -64,7 +68,9 @@ class CocoScorer(Scorer):
             # pycocotools replaces a result's bbox by its keypoints' extent: box metrics get box-only results
             typed = self.results if iou_type == "keypoints" else [
                 {k: v for k, v in r.items() if k != "keypoints"} for r in self.results]
-            scores = evaluate_coco(gt, typed, iou_type, verbose=verbose)
+            scores, per_class = evaluate_coco_per_class(gt, typed, iou_type, verbose=verbose)
+            if i == 0:
+                self.per_class = per_class  # the curves of the headline iou type
             metrics.update(scores if i == 0 else {f"{iou_type}_{k}": v for k, v in scores.items()})
         return metrics
 
@@ -108,6 +114,7 @@ class Scorers(Scorer):
         metrics: dict[str, float] = {}
         for scorer in self.scorers:
             metrics.update(scorer.result(verbose))
+        self.per_class = next((s.per_class for s in self.scorers if s.per_class is not None), None)
         return metrics
 
     def report(self) -> str:

@@ -40,6 +40,9 @@ class Task:
     #: index of the score and class columns of a detection row
     score_column: ClassVar[int] = 4
     class_column: ClassVar[int] = 5
+    #: named column ranges [start, stop) of a detection row, as results objects expose them (every task's rows
+    #: start with x1, y1, x2, y2, score, class; a task adds its own fields, e.g. keypoints)
+    row_fields: ClassVar[dict[str, tuple[int, int]]] = {"boxes": (0, 4), "scores": (4, 5), "class_ids": (5, 6)}
     #: left/right pairs of per-object points swapped by a horizontal flip (keypoint tasks)
     flip_pairs: ClassVar[tuple[tuple[int, int], ...]] = ()
     #: pycocotools iouTypes the task is scored with; the first is the headline metric

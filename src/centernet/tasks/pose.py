@@ -142,6 +142,8 @@ class MultiPoseTask(Task):
 
     name = "multi_pose"
     point_columns: ClassVar[tuple[int, ...]] = (0, 1, 2, 3, *range(JOINT_COLUMN, JOINT_SCORE_COLUMN))  # box, joints
+    row_fields = {**Task.row_fields, "keypoints": (JOINT_COLUMN, JOINT_SCORE_COLUMN),
+                  "keypoint_scores": (JOINT_SCORE_COLUMN, ROW_SIZE)}
     flip_pairs = COCO_FLIP_PAIRS
     iou_types = ("keypoints", "bbox")
     limbs = COCO_LIMBS

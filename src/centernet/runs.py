@@ -1,0 +1,259 @@
+"""What the command line and the Python facade (:mod:`centernet.api`) both run, so the two share one path:
+
+* :func:`load_model`: a centernet checkpoint, an exported ``.onnx`` file or a model-zoo name -> :class:`Loaded`
+* :func:`training_config` (preset / config file / checkpoint to resume, then overrides) and :func:`train`
+* :func:`evaluate`, :func:`oracle`, :func:`analyze`, :func:`predictor`, :func:`export`, :func:`make_split`
+
+Nothing here names a task.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch import nn
+
+from .builders import (class_names, eval_settings, load_checkpoint, model_from_config, open_source, set_classes,
+                       task_from_config)
+from .config import ExperimentConfig, override
+from .data.sample import DetectionSource
+from .engine.checkpoint import CheckpointFileError
+from .engine.errors import require
+from .engine.evaluator import EvalResult
+from .engine.predictor import Predictor
+from .pretrained import (detector_names, is_detector_name, load_backbone, load_initial_weights, official_model,
+                         resolve_backbone, resolve_initial_weights)
+from .tasks import Task
+
+DEFAULT_PRESET = "ctdet_resdcn18_coco"
+
+
+@dataclass
+class Loaded:
+    """A model ready to run: its configuration and task, and a PyTorch ``model`` or another ``runner``
+    (an onnxruntime session); ``kind`` is "checkpoint", "zoo", "onnx" or "oracle" (the ground truth)."""
+
+    cfg: ExperimentConfig
+    task: Task
+    model: nn.Module | None = None
+    runner: Any = None
+    source: str = ""
+    kind: str = "checkpoint"
+
+    @property
+    def net(self) -> Any:
+        """What the evaluator runs: the module, the runner, or None (the ground truth)."""
+        return self.model if self.model is not None else self.runner
+
+
+def load_model(spec: str | os.PathLike[str], device: str = "cpu", progress: bool = True) -> Loaded:
+    """A centernet checkpoint (``runs/x/best.pth``), an exported ``.onnx`` file, a model-zoo name
+    (``ctdet_coco_dla_2x``: from the torch hub cache, downloaded when absent) or an original zoo file
+    named like its entry (``ctdet_coco_dla_2x.pth``)."""
+    text = os.fspath(spec)
+    path = Path(text).expanduser()
+    if path.suffix.lower() == ".onnx":
+        require("onnxruntime", "onnx", "running an .onnx model")
+        from .export.onnx import OnnxRunner
+
+        runner = OnnxRunner(path)
+        return Loaded(runner.config, task_from_config(runner.config), None, runner, text, "onnx")
+    if path.is_file():
+        try:
+            cfg, model, task = load_checkpoint(path, device)
+        except CheckpointFileError:
+            if not is_detector_name(path.stem):
+                raise
+            cfg, model, task = official_model(path.stem, device, path=path)
+            return Loaded(cfg, task, model, None, text, "zoo")
+        return Loaded(cfg, task, model, None, text, "checkpoint")
+    if is_detector_name(text):
+        cfg, model, task = official_model(text, device, progress=progress)
+        return Loaded(cfg, task, model, None, text, "zoo")
+    if path.suffix or os.sep in text:  # meant as a file
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    raise FileNotFoundError(f"{text}: no such file, and not a model-zoo name (known: {', '.join(detector_names())})")
+
+
+# ------------------------------------------------------------------------------------------ training
+def training_config(preset: str | None = None, config_file: str | None = None, resume: str | None = None,
+                    assignments: Sequence[str] = ()):
+    """(config, :class:`~centernet.engine.rundir.Resume` or None): the named preset (default
+    :data:`DEFAULT_PRESET`) or config file, or the checkpoint's own config when resuming (a preset or
+    config file named alongside is checked against it), with ``section.key=value`` assignments applied."""
+    from .engine import rundir
+    from .presets import get_preset
+
+    base = rundir.read_config_file(config_file) if config_file else get_preset(preset or DEFAULT_PRESET)
+    if resume:
+        return rundir.resume_config(resume, list(assignments), base if (preset or config_file) else None)
+    return override(base, list(assignments)), None
+
+
+def train(cfg: ExperimentConfig, resume: Any = None, explicit_out: bool = False, exist_ok: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Train ``cfg`` (or continue ``resume``) in its run folder; returns the trainer's summary. Under
+    torchrun every process calls this."""
+    from .engine import distributed, rundir
+
+    if not cfg.data.train:
+        raise ValueError("no training data: pass --train (COCO json, VOC folder or YOLO folder)")
+    rundir.validate_train_config(cfg)
+    distributed.init_from_env(cfg.train.device)
+    try:
+        return _train(cfg, resume, explicit_out, exist_ok, progress)
+    finally:
+        distributed.cleanup()
+
+
+def _train(cfg: ExperimentConfig, resume: Any, explicit_out: bool, exist_ok: bool, progress: bool) -> dict[str, Any]:
+    from .data.verify import verify_source
+    from .engine import distributed, rundir
+    from .engine.trainer import Trainer, seed_everything
+
+    rank0 = distributed.rank() == 0
+    say = print if progress and rank0 else (lambda *args: None)
+    rundir.absolute_paths(cfg)
+    d = cfg.data
+    train_source = open_source(d.train, d.train_images, cfg.task.name, d.train_split)
+    val_source = open_source(d.val, d.val_images, cfg.task.name, d.val_split) if d.val else None
+    set_classes(cfg, train_source)
+    backbone = weights = None
+    if resume is None:  # resolved before a run folder is claimed: an offline machine leaves nothing behind
+        if cfg.model.weights:
+            weights = resolve_initial_weights(cfg.model.weights, progress=progress and rank0)
+        else:
+            backbone = resolve_backbone(cfg, progress=progress and rank0)
+        cfg.train.out_dir = str(rundir.claim_run_dir(cfg.train.out_dir, explicit_out, exist_ok).resolve())
+    else:
+        changes = rundir.check_resume(cfg, resume)
+        say(f"resuming {resume.path} at epoch {resume.payload['epoch']}"
+            + (f"; {', '.join(changes)}" if changes else ""))
+    if d.verify and rank0:
+        verify_source(train_source, "training", progress=progress)
+        if val_source is not None:
+            verify_source(val_source, "validation", progress=progress)
+    seed_everything(cfg.train.seed)  # the initial weights depend on it
+    task = task_from_config(cfg)
+    model = model_from_config(cfg, task)
+    if backbone is not None:
+        say(load_backbone(model, backbone))
+    if weights is not None:
+        say(load_initial_weights(model, weights))
+    trainer = Trainer(cfg, model, task, train_source, val_source, progress=progress)
+    if resume is not None:
+        trainer.resume(resume.path, resume.payload)
+    return trainer.fit()
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def _source(data: str | DetectionSource, images: str | None, split: str | None, task_name: str) -> DetectionSource:
+    return data if isinstance(data, DetectionSource) else open_source(str(data), images, task_name, split)
+
+
+def check_classes(source: DetectionSource, task: Task, data: Any) -> None:
+    if len(source.class_names) != task.num_classes:
+        raise ValueError(f"{data} has {len(source.class_names)} classes, the model predicts {task.num_classes}")
+
+
+def oracle(data: str, images: str | None = None, split: str | None = None, task: str | None = None):
+    """(:class:`Loaded` of the ground truth, the data set): the task ``task`` or the one the data suits,
+    with the geometry of the task's oracle preset."""
+    from .presets import get_preset
+    from .tasks import TASKS, guess_task
+
+    source = open_source(data, images, task, split)
+    name = task or guess_task(source)
+    preset = TASKS.get(name).oracle_preset
+    cfg = get_preset(preset) if preset else ExperimentConfig()
+    cfg.task.name = name
+    set_classes(cfg, source)
+    return Loaded(cfg, task_from_config(cfg), source=data, kind="oracle"), source
+
+
+def evaluate(loaded: Loaded, data: str | DetectionSource, images: str | None = None, split: str | None = None,
+             device: str = "cpu", workers: int = 0, flip: bool = False, scales: Sequence[float] = (1.0,),
+             keep_res: bool = False, report: str | Path | None = None, verbose: bool = False,
+             progress: bool = True) -> EvalResult:
+    """Metrics of ``loaded`` on ``data`` (a path or an opened data set); ``report``: a folder for the PR
+    curves, AP table, confusion matrix and mosaic of this evaluation."""
+    from .data.verify import verify_source
+    from .engine.evaluator import evaluate as run_evaluation
+    from .engine.run_reports import evaluation_reports
+
+    cfg, task = loaded.cfg, loaded.task
+    source = _source(data, images, split, cfg.task.name)
+    check_classes(source, task, data)
+    if cfg.data.verify:
+        verify_source(source, "evaluation", progress=progress)  # a wrong image size would lower every metric
+    settings = eval_settings(cfg, flip=flip, num_workers=workers, scales=tuple(scales))
+    if keep_res:
+        settings.input_size = None
+    elif loaded.kind == "oracle" and settings.input_size is None:  # the oracle needs the training geometry
+        settings.input_size = tuple(cfg.data.input_size)
+    result = run_evaluation(loaded.net, task, source, settings, device, progress=progress, verbose=verbose)
+    if report is not None:
+        evaluation_reports(report, result, source, class_names(cfg))
+    return result
+
+
+def analyze(loaded: Loaded, data: str | DetectionSource, images: str | None = None, split: str | None = None,
+            device: str = "cpu", workers: int = 0, progress: bool = True):
+    """The error analysis rows (:func:`centernet.engine.analyze.error_analysis`) of a PyTorch model."""
+    from .data.verify import verify_source
+    from .engine.analyze import error_analysis
+
+    if loaded.model is None:
+        raise ValueError(f"{loaded.source}: the error analysis needs a PyTorch model (a checkpoint), not an "
+                         ".onnx file")
+    cfg, task = loaded.cfg, loaded.task
+    source = _source(data, images, split, cfg.task.name)
+    check_classes(source, task, data)
+    if cfg.data.verify:
+        verify_source(source, "evaluation", progress=progress)
+    settings = eval_settings(cfg, num_workers=workers)
+    if settings.input_size is None:
+        settings.input_size = tuple(cfg.data.input_size)
+    return error_analysis(loaded.model, task, source, settings, device, progress=progress)
+
+
+# ------------------------------------------------------------------------------------------ prediction, export
+def predictor(loaded: Loaded, device: str = "cpu", flip: bool = False, scales: Sequence[float] = (1.0,),
+              keep_res: bool = False) -> Predictor:
+    """A :class:`Predictor` around ``loaded`` with the test options."""
+    cfg = loaded.cfg
+    settings = eval_settings(cfg, flip=flip, scales=tuple(scales))
+    if keep_res:
+        settings.input_size = None
+    if loaded.model is not None:
+        return Predictor(loaded.model, loaded.task, settings, class_names(cfg), cfg.task.cat_ids or None, device)
+    return Predictor(None, loaded.task, settings, class_names(cfg), cfg.task.cat_ids or None, "cpu", loaded.runner)
+
+
+def export(loaded: Loaded, out: str | Path = "model.onnx", input_size: tuple[int, int] | None = None,
+           decode: bool = False, opset: int = 17, dynamic: bool = False) -> tuple[Path, list[str]]:
+    """Export ``loaded`` to ONNX (see :func:`centernet.export.onnx.export_onnx`); returns the file and the
+    non-standard ops it uses (none expected)."""
+    require("onnx", "onnx", "ONNX export")
+    if loaded.model is None:
+        raise ValueError(f"{loaded.source}: export needs a PyTorch model (a checkpoint or a model-zoo name)")
+    from .export.onnx import export_onnx, op_types
+
+    device = next(loaded.model.parameters()).device
+    try:
+        path = export_onnx(loaded.model.cpu(), loaded.task, loaded.cfg, out, input_size=input_size, decode=decode,
+                           opset=opset, dynamic=dynamic)
+    finally:
+        loaded.model.to(device)
+    custom = sorted(f"{d}::{o}" for d, o in op_types(path) if d not in ("", "ai.onnx"))
+    return path, custom
+
+
+def make_split(data: str, val_fraction: float = 0.2, seed: int = 0, images: str | None = None,
+          exist_ok: bool = False) -> dict[str, tuple[Path, int]]:
+    """Write a reproducible train / val split of one data set (see :func:`centernet.data.splits.make_split`)."""
+    from .data.splits import make_split as write_split
+
+    return write_split(data, open_source(data, images), val_fraction, seed, exist_ok=exist_ok)
