@@ -101,3 +101,21 @@ def test_missing_quantization_tools_say_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)
     with pytest.raises(ImportError, match=r"needs onnxruntime's quantization tools .*pip install"):
         _quantization_tools()
+
+
+def test_cli_export_int8(quantized, tmp_path, capsys):
+    """`centernet export --int8 --calibrate DATA` writes the fp32 model and its int8 twin; without
+    --calibrate it is one clear error."""
+    from centernet.cli import main
+
+    fp32, _, data = quantized
+    checkpoint = fp32.with_suffix(".pth")
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "m.onnx"), "--int8"]) == 2
+    assert "--int8 needs --calibrate" in capsys.readouterr().err
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "m.onnx"), "--int8",
+                 "--calibrate", str(data["train_images"]), "--calib-images", "2"]) == 0
+    ops = {op for _, op in op_types(tmp_path / "m_int8.onnx")}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "n.onnx"), "--int8",
+                 "--calibrate", str(data["train_ann"]), "--calib-images", "2"]) == 0  # a data set works too
+    assert (tmp_path / "n_int8.onnx").is_file()

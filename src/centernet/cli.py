@@ -147,6 +147,12 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (16 or newer)")
     p.add_argument("--dynamic", action="store_true", help="dynamic input height and width (default: fixed)")
     p.add_argument("--size", help="input W,H to trace at (default: the config's input size)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write <out>_int8.onnx: static int8 (QDQ) for onnxruntime, calibrated on --calibrate")
+    p.add_argument("--calibrate", metavar="DATA", help="calibration images for --int8: a folder or a data set")
+    p.add_argument("--calib-images", type=int, default=64, help="calibration images used (default: 64)")
+    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                   help="activation range estimate (default: minmax)")
 
 
 def add_split_args(p: argparse.ArgumentParser) -> None:
@@ -309,11 +315,27 @@ def cmd_export(args: argparse.Namespace) -> int:
         except ValueError:
             raise SystemExit(f"error: --size must be W,H, e.g. 512,384; got {args.size!r}") from None
         size = (w, h)
+    if args.int8 and not args.calibrate:
+        raise SystemExit("error: --int8 needs --calibrate DATA (images the int8 ranges are measured on)")
     path, custom = runs.export(runs.load_model(args.checkpoint, "cpu"), args.out, size, args.decode, args.opset,
                                args.dynamic)
     print(f"wrote {path} (opset {args.opset}, {'detections' if args.decode else 'maps'}, "
           f"{'dynamic' if args.dynamic else 'fixed'} size)" + (f"; non-standard ops: {custom}" if custom else ""))
+    if args.int8:
+        from .export.quantize import quantize_onnx
+
+        calibration = args.calibrate if Path(args.calibrate).is_dir() and not _is_annotated(args.calibrate) \
+            else runs.open_source(args.calibrate)
+        out = Path(path).with_name(Path(path).stem + "_int8.onnx")
+        quantize_onnx(path, out, calibration, num_images=args.calib_images, method=args.calib_method)
+        print(f"wrote {out} (int8, calibrated on {args.calib_images} images of {args.calibrate})")
     return 0
+
+
+def _is_annotated(folder: str) -> bool:
+    """Whether a folder is a data set (VOC / YOLO / KITTI layout) rather than a plain folder of images."""
+    root = Path(folder)
+    return any((root / name).is_dir() for name in ("annotations", "Annotations", "labels", "training", "images"))
 
 
 def cmd_split(args: argparse.Namespace) -> int:

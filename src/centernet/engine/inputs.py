@@ -15,10 +15,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.io import DataError, read_image
+from ..data.yolo import IMAGE_EXTENSIONS
 from ..data.pipeline import test_item
 from ..data.transforms import prepare_test_image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # one list of image file suffixes (data/yolo.py)
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 GLOB_CHARS = ("*", "?", "[")
 

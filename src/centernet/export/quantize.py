@@ -29,7 +29,7 @@ import numpy as np
 from ..data.io import read_image
 from ..data.sample import DetectionSource
 from ..data.transforms import prepare_test_image
-from ..engine.predictor import IMAGE_SUFFIXES
+from ..data.yolo import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
 from .onnx import META_CONFIG, META_DYNAMIC, META_INPUT_SIZE, INPUT_NAME
 
 META_QUANTIZATION = "centernet_quantization"
