@@ -19,13 +19,9 @@ from centernet.data.transforms import get_affine_transform
 from centernet.models import build_model
 from centernet.postprocess import to_image_coords
 from centernet.tasks import DddTask
-from timing import median_seconds
+from timing import median_ms
 
 KITTI_IMAGE = (1242, 375)  # (w, h) of a KITTI frame: the post-processing maps rows back to it
-
-
-def median_ms(fn, runs: int) -> float:
-    return median_seconds(fn, runs)[0] * 1e3
 
 
 def main() -> None:

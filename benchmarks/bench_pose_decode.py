@@ -14,11 +14,7 @@ import torch
 
 from centernet.models import build_model
 from centernet.tasks import MultiPoseTask
-from timing import median_seconds
-
-
-def median_ms(fn, runs: int) -> float:
-    return median_seconds(fn, runs)[0] * 1e3
+from timing import median_ms
 
 
 def main() -> None:

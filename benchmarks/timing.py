@@ -16,3 +16,8 @@ def median_seconds(fn: Callable[[], object], runs: int, warmup: int = 1) -> tupl
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), min(times)
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds (see :func:`median_seconds`)."""
+    return median_seconds(fn, runs)[0] * 1e3
