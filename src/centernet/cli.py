@@ -324,18 +324,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.int8:
         from .export.quantize import quantize_onnx
 
-        calibration = args.calibrate if Path(args.calibrate).is_dir() and not _is_annotated(args.calibrate) \
-            else runs.open_source(args.calibrate)
+        from .data import has_images
+
+        folder = Path(args.calibrate)  # a plain folder of images, else a data set in any format
+        calibration = folder if folder.is_dir() and has_images(folder) else runs.open_source(args.calibrate)
         out = Path(path).with_name(Path(path).stem + "_int8.onnx")
         quantize_onnx(path, out, calibration, num_images=args.calib_images, method=args.calib_method)
         print(f"wrote {out} (int8, calibrated on {args.calib_images} images of {args.calibrate})")
     return 0
 
-
-def _is_annotated(folder: str) -> bool:
-    """Whether a folder is a data set (VOC / YOLO / KITTI layout) rather than a plain folder of images."""
-    root = Path(folder)
-    return any((root / name).is_dir() for name in ("annotations", "Annotations", "labels", "training", "images"))
 
 
 def cmd_split(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from .yolo import IMAGE_EXTENSIONS, YoloDetection
 
 __all__ = [
     "Sample", "DetectionSource", "CocoDetection", "VocDetection", "YoloDetection", "KittiDetection", "make_synthetic_dataset",
-    "read_image", "DataError", "open_dataset", "to_coco_dict",
+    "read_image", "DataError", "open_dataset", "to_coco_dict", "has_images",
 ]
 
 
@@ -77,14 +77,14 @@ def _open(spec: Path, image_dir: str | Path | None, keypoints: bool | None, spli
             return VocDetection(ann_dir, image_dir, **kwargs)
     if (spec / "images").is_dir():
         images = spec / "images"
-        if not _has_images(images):
+        if not has_images(images):
             subdirs = sorted(p for p in images.iterdir() if p.is_dir())
             if len(subdirs) != 1:
                 raise DataError(f"{images}: no images here and {len(subdirs)} sub-folders {[p.name for p in subdirs]}; "
                                 "open one of them explicitly")
             images = subdirs[0]
         return YoloDetection(images, **kwargs)
-    if _has_images(spec):
+    if has_images(spec):
         return YoloDetection(spec, **kwargs)
     raise DataError(f"{spec}: cannot guess the data set format (no COCO .json, no annotations/*.xml, no images/ folder)")
 
@@ -99,5 +99,6 @@ def _coco_image_dir(ann_file: Path) -> Path:
     return candidate
 
 
-def _has_images(folder: Path) -> bool:
+def has_images(folder: Path) -> bool:
+    """Whether ``folder`` itself holds image files (not only sub-folders)."""
     return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
