@@ -35,6 +35,9 @@ def main() -> None:
         shown = {k: round(v, 4) for k, v in metrics.items() if k in ("AP", "AP50", "AP75", "voc_AP50", "bbox_AP",
                                                                             "kitti_bbox_moderate", "kitti_3d_moderate")}
         print(f"{label:28s} {shown}", flush=True)
+    print("(kitti_*: the devkit's interpolated AP samples precision at recall thresholds placed per true positive; "
+          "with kitti_mini's one object per class and difficulty only the first of the 11 points is filled, so a "
+          "perfect detector scores 1/11 there, as the devkit itself does; AP* are COCO-style on the 2D boxes)")
 
 
 if __name__ == "__main__":
