@@ -174,3 +174,22 @@ def test_nan_offsets_read_padding_instead_of_crashing():
     out = modulated_deform_conv2d(x, offset, mask, weight, None, 1, 1, 1, 1)
     assert out.shape == (1, 3, 6, 6)
     assert torch.isnan(out[0, :, 2, 3]).all() and torch.isfinite(out[0, :, 0, 0]).all()
+
+
+def test_autocast_bf16_runs_in_bf16_places_samples_in_fp32_and_has_fp32_gradients():
+    """Under autocast (AMP on CUDA, --precision) the layer computes in the autocast dtype; the offsets keep
+    fp32 (a bf16 position is off by up to half a pixel at 128) and gradients reach fp32 parameters."""
+    torch.manual_seed(4)
+    layer = ModulatedDeformConv2d(8, 6)
+    torch.nn.init.normal_(layer.conv_offset_mask.weight, std=0.5)
+    x = torch.randn(2, 8, 12, 140)  # wide: sampled x positions above 128
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = layer(x)
+    low.float().square().sum().backward()
+    with torch.no_grad():
+        full = layer(x)
+    assert low.dtype == torch.bfloat16
+    assert (low.float() - full).abs().max() < 0.05 * full.abs().max()  # bf16 rounding, not misplaced samples
+    grads = [p.grad for p in layer.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    assert layer.conv_offset_mask.weight.grad.abs().sum() > 0

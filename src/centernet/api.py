@@ -151,9 +151,10 @@ class CenterNet:
         return self.loaded
 
     # -- prediction ----------------------------------------------------------------------------------------
-    def predictor(self, flip: bool = False, scales: Sequence[float] = (1.0,), keep_res: bool = False) -> Predictor:
+    def predictor(self, flip: bool = False, scales: Sequence[float] = (1.0,), keep_res: bool = False,
+                  precision: str = "fp32") -> Predictor:
         """The :class:`Predictor` the CLI would use with these test options (kept between calls)."""
-        key = (flip, tuple(scales), keep_res)
+        key = (flip, tuple(scales), keep_res, precision)
         if self._predictor is None or self._predictor[0] != key:
             loaded = self._require()
             self._predictor = (key, runs.predictor(loaded, "cpu" if loaded.kind == "onnx" else self.device, *key))
@@ -161,11 +162,12 @@ class CenterNet:
 
     def predict(self, source: Any, score: float = 0.3, rgb: bool = False, flip: bool = False,
                 scales: Sequence[float] = (1.0,), keep_res: bool = False, batch: int = 1,
-                workers: int = 0) -> list[Result]:
+                workers: int = 0, precision: str = "fp32") -> list[Result]:
         """Detections on ``source``: an image path, a folder, a glob, a BGR array (``rgb=True``: RGB), a PIL
         image, or a list of these; one :class:`Result` per image, in order. Files are read and prepared by
-        ``workers`` processes and run ``batch`` at a time."""
-        predictor = self.predictor(flip, scales, keep_res)
+        ``workers`` processes and run ``batch`` at a time; ``precision`` "bf16" / "fp16" where it pays (CUDA,
+        AMX CPUs), else a ValueError says why not."""
+        predictor = self.predictor(flip, scales, keep_res, precision)
         items = list(source) if isinstance(source, (list, tuple)) else [source]
         out: list[Result] = []
         for item in items:
@@ -235,13 +237,13 @@ class CenterNet:
 
     def val(self, data: str, split: str | None = None, images: str | None = None, report: str | None = None,
             flip: bool = False, scales: Sequence[float] = (1.0,), keep_res: bool = False,
-            workers: int = 0) -> dict[str, float]:
+            workers: int = 0, precision: str = "fp32") -> dict[str, float]:
         """The metrics of ``centernet eval`` on ``data`` (fractions); ``report``: a folder for the PR curves,
         AP table, confusion matrix and mosaic."""
         loaded = self._require()
         device = "cpu" if loaded.kind == "onnx" else self.device
         result = runs.evaluate(loaded, data, images, split, device, workers, flip, scales, keep_res, report,
-                               progress=self.progress)
+                               progress=self.progress, precision=precision)
         return result.metrics
 
     def export(self, format: str = "onnx", out: str | os.PathLike[str] | None = None, **options: Any) -> Path:

@@ -46,6 +46,9 @@ def _add_test_args(p: argparse.ArgumentParser) -> None:
                    help="multi-scale test, e.g. 0.5,0.75,1,1.25,1.5, merged with soft-NMS (default: 1)")
     p.add_argument("--keep-res", action="store_true",
                    help="test at the padded original resolution (default: the model's input size)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="compute precision of a PyTorch model: bf16/fp16 only on CUDA or a CPU with AMX units, "
+                        "where it pays; refused with the reason elsewhere (default: fp32)")
 
 
 def _add_split_arg(p: argparse.ArgumentParser, flag: str = "--split", what: str = "the data") -> None:
@@ -238,7 +241,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         raise SystemExit("error: give a model, or --oracle to score the ground truth")
     result = runs.evaluate(loaded, data, args.images, args.split, device, args.workers, args.flip, args.scales,
-                           args.keep_res, args.report, verbose=True)
+                           args.keep_res, args.report, verbose=True, precision=args.precision)
     report = result.scorer.report() if result.scorer is not None else ""
     if report:
         print(report)
@@ -280,7 +283,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          f"; {args.checkpoint} is {'an .onnx model' if is_onnx else 'not one'}")
     device = "cpu" if is_onnx else _device(args.device)
     predictor = runs.predictor(runs.load_model(args.checkpoint, device), device, args.flip, args.scales,
-                               args.keep_res)
+                               args.keep_res, args.precision)
     task = predictor.task
     names = predictor.class_names
 

@@ -176,7 +176,7 @@ def oracle(data: str, images: str | None = None, split: str | None = None, task:
 def evaluate(loaded: Loaded, data: str | DetectionSource, images: str | None = None, split: str | None = None,
              device: str = "cpu", workers: int = 0, flip: bool = False, scales: Sequence[float] = (1.0,),
              keep_res: bool = False, report: str | Path | None = None, verbose: bool = False,
-             progress: bool = True) -> EvalResult:
+             progress: bool = True, precision: str = "fp32") -> EvalResult:
     """Metrics of ``loaded`` on ``data`` (a path or an opened data set); ``report``: a folder for the PR
     curves, AP table, confusion matrix and mosaic of this evaluation."""
     from .data.verify import verify_source
@@ -188,7 +188,7 @@ def evaluate(loaded: Loaded, data: str | DetectionSource, images: str | None = N
     check_classes(source, task, data)
     if cfg.data.verify:
         verify_source(source, "evaluation", progress=progress)  # a wrong image size would lower every metric
-    settings = eval_settings(cfg, flip=flip, num_workers=workers, scales=tuple(scales))
+    settings = eval_settings(cfg, flip=flip, num_workers=workers, scales=tuple(scales), precision=precision)
     if keep_res:
         settings.input_size = None
     elif loaded.kind == "oracle" and settings.input_size is None:  # the oracle needs the training geometry
@@ -221,10 +221,10 @@ def analyze(loaded: Loaded, data: str | DetectionSource, images: str | None = No
 
 # ------------------------------------------------------------------------------------------ prediction, export
 def predictor(loaded: Loaded, device: str = "cpu", flip: bool = False, scales: Sequence[float] = (1.0,),
-              keep_res: bool = False) -> Predictor:
+              keep_res: bool = False, precision: str = "fp32") -> Predictor:
     """A :class:`Predictor` around ``loaded`` with the test options."""
     cfg = loaded.cfg
-    settings = eval_settings(cfg, flip=flip, scales=tuple(scales))
+    settings = eval_settings(cfg, flip=flip, scales=tuple(scales), precision=precision)
     if keep_res:
         settings.input_size = None
     if loaded.model is not None:

@@ -17,6 +17,7 @@ from ..data.sample import DetectionSource, category_ids
 from ..evaluation.scoring import Scorer
 from ..tasks.base import Task
 from .inference import Runner, model_runner, predict_passes
+from .precision import check_fp32_runner, resolve_precision
 
 
 @dataclass
@@ -34,6 +35,7 @@ class EvalSettings:
     oracle: frozenset[str] = field(default_factory=frozenset)  # head names replaced by the ground truth
     scales: tuple[float, ...] = (1.0,)  # test scales; several are merged by the task (soft-NMS, SPEC 4)
     train_geometry: bool = False  # the oracle path's geometry (TrainDataset, no augmentation) without an oracle
+    precision: str = "fp32"  # fp32, bf16, fp16: granted only where it pays (engine/precision.py)
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig, **overrides: Any) -> "EvalSettings":
@@ -126,8 +128,9 @@ def run_detections(model: Model, task: Task, source: DetectionSource, settings: 
     oracle = set(task.heads()) if model is None else set(settings.oracle)
     if isinstance(model, nn.Module):
         model.eval()
-        runner: Runner | None = model_runner(model, task)
+        runner: Runner | None = model_runner(model, task, resolve_precision(settings.precision, device), device)
     else:
+        check_fp32_runner(settings.precision)
         runner = model
     for passes in tqdm(_loader(source, task, settings, bool(oracle)), desc="eval",
                        disable=None if progress else True, leave=False):

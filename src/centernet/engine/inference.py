@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ..data.transforms import output_side
 from ..postprocess import to_image_coords
 from ..tasks.base import Task
+from .precision import autocast_context
 
 #: the output key of a runner that decodes by itself (an ONNX model exported with the decode in the graph)
 DETECTIONS = "detections"
@@ -18,9 +19,20 @@ DETECTIONS = "detections"
 Runner = Callable[[Tensor], dict[str, Tensor]]
 
 
-def model_runner(model: nn.Module, task: Task) -> Runner:
-    """images [B, 3, H, W] -> activated head maps of the model's last stack."""
-    return lambda images: task.activate(model(images)[-1])
+def model_runner(model: nn.Module, task: Task, dtype: torch.dtype = torch.float32,
+                 device: str | torch.device = "cpu") -> Runner:
+    """images [B, 3, H, W] -> activated head maps of the model's last stack; a reduced ``dtype`` (granted by
+    :func:`~centernet.engine.precision.resolve_precision`) runs the network under autocast on ``device`` and
+    hands fp32 maps to the task."""
+    if dtype == torch.float32:
+        return lambda images: task.activate(model(images)[-1])
+
+    def run(images: Tensor) -> dict[str, Tensor]:
+        with autocast_context(dtype, device):
+            maps = model(images)[-1]
+        return task.activate({k: v.float() for k, v in maps.items()})
+
+    return run
 
 
 def image_rows(task: Task, rows: Tensor, meta: dict[str, Tensor]) -> Tensor:

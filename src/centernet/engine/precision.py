@@ -59,6 +59,13 @@ def resolve_precision(name: str, device: str | torch.device) -> torch.dtype:
     raise ValueError(f"{name} is not supported on device {device.type!r}; use fp32")
 
 
+def check_fp32_runner(name: str) -> None:
+    """A runner (e.g. an onnxruntime session) computes in the precision it was exported in: refuse others."""
+    if name != "fp32":
+        raise ValueError(f"--precision {name} applies to PyTorch checkpoints; an exported model runs in the "
+                         "precision it was exported in (int8: `centernet export --int8`)")
+
+
 def autocast_context(dtype: torch.dtype, device: str | torch.device) -> ContextManager:
     """``torch.autocast`` to ``dtype`` on ``device``'s type, or a no-op for fp32."""
     if dtype == torch.float32:

@@ -26,6 +26,7 @@ from ..tasks.base import Task
 from ..visualize import heatmap_overlay
 from .evaluator import EvalSettings, image_meta
 from .inference import Runner, model_runner, predict_passes
+from .precision import check_fp32_runner, resolve_precision
 from .inputs import Frame, TestPreparer, VideoFrames, expand_inputs, image_batches, is_video
 
 #: called with each image's Frame and its final rows (image pixels, boxes clipped) as predict goes
@@ -54,7 +55,9 @@ class Predictor:
         self.task, self.settings, self.device = task, settings, torch.device(device)
         self.class_names = class_names
         self.cat_ids = cat_ids or list(range(1, task.num_classes + 1))
-        self.runner = runner or model_runner(self.model, task)
+        if runner is not None:
+            check_fp32_runner(settings.precision)
+        self.runner = runner or model_runner(self.model, task, resolve_precision(settings.precision, device), device)
         self.preparer = TestPreparer.from_settings(settings)
 
     def passes(self, image: np.ndarray, meta: Mapping[str, Any] | None = None) -> list[dict[str, torch.Tensor]]:

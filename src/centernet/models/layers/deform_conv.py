@@ -33,7 +33,15 @@ def modulated_deform_conv2d(
     # weight [O, C, kh, kw] -> [O, G, k*k, C/G]: the columns' (group, tap, channel) order
     wmat = weight.reshape(out_ch, g, c // g, kk).permute(0, 1, 3, 2).reshape(out_ch, -1)
     if not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
-        return DeformConv2dFunction.apply(x, offset, mask, wmat, bias, geometry)  # channels-last memory
+        kind = x.device.type
+        if not torch.is_autocast_enabled(kind):
+            return DeformConv2dFunction.apply(x, offset, mask, wmat, bias, geometry)  # channels-last memory
+        # autocast (AMP training on CUDA, --precision): sample and multiply in its dtype, but place the samples
+        # in fp32 (a bf16 position is off by up to half a pixel at x = 128)
+        low = torch.get_autocast_dtype(kind)
+        with torch.autocast(kind, enabled=False):
+            return DeformConv2dFunction.apply(x.to(low), offset.float(), mask.float(), wmat.to(low),
+                                              None if bias is None else bias.to(low), geometry)
     plan = sampling_plan(offset, mask, (h, w), *geometry)
     columns = gather_columns(padded_rows(x, g), plan).reshape(b * ho * wo, -1)  # [B*Ho*Wo, G*k*k*C/G]
     out = columns @ wmat.t() if bias is None else columns @ wmat.t() + bias

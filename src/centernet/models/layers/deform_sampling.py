@@ -173,7 +173,8 @@ class DeformConv2dFunction(torch.autograd.Function):
         ho, wo = offset.shape[-2:]
         plan = sampling_plan(offset, mask, (h, w), *geometry)
         table = padded_rows(x.detach(), geometry.groups)  # [B*Hp*Wp*G, C/G]
-        rows, weight = corner_rows(plan), corner_weights(plan.frac_y, plan.frac_x, plan.mask)  # [N, 4]
+        rows = corner_rows(plan)  # [N, 4]
+        weight = corner_weights(plan.frac_y, plan.frac_x, plan.mask).to(table.dtype)  # positions may be finer
         wmat = wmat.detach()
         out = table.new_empty(b * ho * wo, wmat.shape[0])
         for s, e, columns in _chunks(table, rows, weight, wmat.shape[1]):
@@ -192,7 +193,10 @@ class DeformConv2dFunction(torch.autograd.Function):
         table, rows, weight, frac_y, frac_x, mask, wmat = ctx.saved_tensors
         need_x, need_offset, need_mask, need_w, need_b = ctx.needs_input_grad[:5]
         b, c, h, w, ho, wo = ctx.shape
-        grad_out = grad_output.permute(0, 2, 3, 1).reshape(b * ho * wo, -1)  # [B*P, O], a view if channels-last
+        low = table.dtype  # bf16 / fp16 under autocast: the gradients are summed in fp32
+        compute = torch.promote_types(low, torch.float32)
+        table, weight, wmat = table.to(compute), weight.to(compute), wmat.to(compute)
+        grad_out = grad_output.to(compute).permute(0, 2, 3, 1).reshape(b * ho * wo, -1)  # [B*P, O]
         per = wmat.shape[1] // table.shape[1]  # samples per output position
         g_w = torch.zeros_like(wmat) if need_w else None
         g_table = torch.zeros_like(table) if need_x else None
@@ -211,7 +215,7 @@ class DeformConv2dFunction(torch.autograd.Function):
                 _scatter_corners(g_table, rows[ns:ne, 0], weight[ns:ne], grad_cols, ctx.steps)
         g_x = g_offset = g_mask = None
         if need_x:
-            g_x = g_table.view(b, h + 2 * PAD, w + 2 * PAD, c)[:, PAD:PAD + h, PAD:PAD + w].permute(0, 3, 1, 2)
+            g_x = g_table.view(b, h + 2 * PAD, w + 2 * PAD, c)[:, PAD:PAD + h, PAD:PAD + w].permute(0, 3, 1, 2).to(low)
         if dots is not None:  # chain rule through corner_weights
             d_tl, d_tr, d_bl, d_br = dots.unbind(1)  # d loss / d corner weight
             d_top = torch.lerp(d_tl, d_tr, frac_x)  # d loss / d top row weight (m (1 - fy))
@@ -222,8 +226,8 @@ class DeformConv2dFunction(torch.autograd.Function):
                 g_offset = torch.stack([g_dy, g_dx], 1).view(b, ho, wo, -1).permute(0, 3, 1, 2)  # (dy, dx) per tap
             if need_mask:
                 g_mask = torch.lerp(d_top, d_bottom, frac_y).view(b, ho, wo, -1).permute(0, 3, 1, 2)
-        g_b = grad_out.sum(0) if need_b and ctx.has_bias else None
-        return g_x, g_offset, g_mask, g_w, g_b, None
+        g_b = grad_out.sum(0).to(low) if need_b and ctx.has_bias else None
+        return g_x, g_offset, g_mask, None if g_w is None else g_w.to(low), g_b, None
 
 
 def _chunks(table: Tensor, rows: Tensor, weight: Tensor, width: int, columns: bool = True):
