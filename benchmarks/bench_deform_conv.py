@@ -1,7 +1,7 @@
 """The pure-PyTorch DCNv2 layer against a plain 3x3 conv of the same shape, forward and forward + backward.
 
 Shapes are every distinct DCN of the resdcn_18 neck and of dla_34's up-sampling at a 512x512 input; each runs
-at batch 1 and 8. Within a shape the candidates are timed in interleaved rounds (conv, DCN, ..., conv, DCN,
+at batch 1 and 8 (``--demo``: the demo's dla_tiny layers at 128x128, batch 16). Within a shape the candidates are timed in interleaved rounds (conv, DCN, ..., conv, DCN,
 ...) so that a noisy neighbour slows them alike; the table gives medians and the DCN / conv ratios.
 ``--old FILE`` adds another implementation of the layer (a ``deform_conv.py`` defining
 ``ModulatedDeformConv2d``, e.g. the previous kernel: ``git show <rev>:src/centernet/models/layers/deform_conv.py
@@ -29,6 +29,8 @@ SHAPES = [
     (512, 256, 16, "resdcn_18, dla_34"), (256, 128, 32, "resdcn_18, dla_34 x2"), (128, 64, 64, "resdcn_18, dla_34 x4"),
     (256, 256, 32, "dla_34"), (128, 128, 64, "dla_34 x2"), (64, 64, 128, "dla_34 x5"), (256, 64, 32, "dla_34"),
 ]
+# the demo's dla_tiny at 128x128 (batch 16): narrow layers where per-sample work, not the matmul, dominates
+DEMO_SHAPES = [(16, 16, 32, "dla_tiny x5"), (32, 16, 16, "dla_tiny x4"), (32, 32, 16, "dla_tiny x2")]
 
 
 def load_layer_class(path: str) -> type[nn.Module]:
@@ -71,7 +73,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--old", help="a deform_conv.py to compare with (same ModulatedDeformConv2d API)")
     parser.add_argument("--shapes", type=int, nargs="+", help="indices into SHAPES (default: all)")
+    parser.add_argument("--demo", action="store_true", help="the demo's dla_tiny shapes at batch 16 instead")
     args = parser.parse_args()
+    shapes = DEMO_SHAPES if args.demo else SHAPES
+    batches = [16] if args.demo else args.batches
     torch.set_num_threads(args.threads)
     old_class = load_layer_class(args.old) if args.old else None
     print(f"torch {torch.__version__}, {args.threads} threads; median ms of {args.runs} interleaved rounds; "
@@ -79,10 +84,10 @@ def main() -> None:
     names = ["dcn"] + (["old"] if old_class else [])
     print(f"{'shape':>16s} {'B':>2s} |" + "".join(
         f" {'conv':>7s} " + " ".join(f"{n:>7s} {'ratio':>5s}" for n in names) + " |" for _ in ("fwd", "f+b")))
-    for i, (cin, cout, size, where) in enumerate(SHAPES):
+    for i, (cin, cout, size, where) in enumerate(shapes):
         if args.shapes and i not in args.shapes:
             continue
-        for batch in args.batches:
+        for batch in batches:
             torch.manual_seed(0)
             x = torch.randn(batch, cin, size, size)
             layers = {"conv": nn.Conv2d(cin, cout, 3, padding=1), "dcn": ModulatedDeformConv2d(cin, cout, 3, padding=1)}

@@ -66,30 +66,32 @@ def sampling_plan(
 ) -> SamplingPlan:
     """``offset`` [B, 2*G*k*k, Ho, Wo] ((dy, dx) per tap), ``mask`` [B, G*k*k, Ho, Wo], input ``size`` (H, W).
 
-    Element-wise work runs on contiguous [N] vectors (sample order: output position, group, tap)."""
+    Sample order: output position, group, tap. The element-wise work runs on [B, Ho, Wo, G*k*k, 2] (y, x)
+    tensors, a handful of passes (read as views where the offsets and mask are channels-last)."""
     b, _, ho, wo = offset.shape
     h, w = size
     kh, kw = kernel
+    taps = groups * kh * kw
     like = dict(device=offset.device, dtype=offset.dtype)
     tap_y = (torch.arange(kh, **like) * dilation[0]).repeat_interleave(kw).repeat(groups)  # tap t = i * kw + j
     tap_x = (torch.arange(kw, **like) * dilation[1]).repeat(kh * groups)
-    base_y = (torch.arange(ho, **like) * stride[0] - padding[0]).view(-1, 1, 1) + tap_y  # [Ho, 1, G*kk]
-    base_x = (torch.arange(wo, **like) * stride[1] - padding[1]).view(-1, 1) + tap_x  # [Wo, G*kk]
-    pos_y = (offset[:, 0::2].permute(0, 2, 3, 1) + base_y).reshape(-1)  # [B, Ho, Wo, G*kk] -> [N]
-    pos_x = (offset[:, 1::2].permute(0, 2, 3, 1) + base_x).reshape(-1)
-    y0, x0 = pos_y.detach().floor(), pos_x.detach().floor()
+    grid_y = (torch.arange(ho, **like) * stride[0] - padding[0]).view(-1, 1, 1) + tap_y  # [Ho, 1, G*kk]
+    grid_x = (torch.arange(wo, **like) * stride[1] - padding[1]).view(-1, 1) + tap_x  # [Wo, G*kk]
+    grid = torch.stack(torch.broadcast_tensors(grid_y, grid_x), -1)  # [Ho, Wo, G*kk, 2] the regular taps
+    pos = offset.permute(0, 2, 3, 1).unflatten(-1, (taps, 2)) + grid  # [B, Ho, Wo, G*kk, 2] in input pixels
+    top_left = pos.detach().floor()
+    frac = (pos - top_left).reshape(-1, 2)  # [N, 2] (fy, fx): they carry the offset gradient
     # a NaN position (a diverged network) reads padding instead of an undefined row; its value stays NaN
-    y0 = torch.where(torch.isnan(y0), torch.full_like(y0, -PAD), y0)
-    x0 = torch.where(torch.isnan(x0), torch.full_like(x0, -PAD), x0)
+    top_left = torch.nan_to_num(top_left, nan=-PAD)
+    # clamped so that the 2x2 block stays in the table (exact in floating point: < Hp * Wp)
     wp = w + 2 * PAD
-    # padded (row, col) of the top-left corner, clamped so that the 2x2 block stays in the table
-    corner = (y0.clamp(-PAD, h) + PAD) * wp + (x0.clamp(-PAD, w) + PAD)  # exact: < Hp * Wp
-    image = torch.arange(b, device=offset.device).view(-1, 1) * ((h + 2 * PAD) * wp)
-    key = corner.long().view(b, -1) + image
+    corner = torch.add(top_left[..., 1].clamp(-PAD, w), top_left[..., 0].clamp(-PAD, h), alpha=wp)  # y * Wp + x
+    image = torch.arange(b, device=offset.device).view(-1, 1) * ((h + 2 * PAD) * wp) + (PAD * wp + PAD)
+    key = corner.long().reshape(b, -1) + image  # [B, Ho*Wo*G*kk] padded rows
     if groups > 1:
         key = key.view(b, -1, groups, kh * kw) * groups + torch.arange(groups, device=offset.device).view(-1, 1)
     m = mask.permute(0, 2, 3, 1).reshape(-1)
-    return SamplingPlan(key.reshape(-1), pos_y - y0, pos_x - x0, m, groups, wp * groups)
+    return SamplingPlan(key.reshape(-1), frac[:, 0], frac[:, 1], m, groups, wp * groups)
 
 
 def corner_rows(plan: SamplingPlan) -> Tensor:
