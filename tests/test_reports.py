@@ -187,3 +187,26 @@ def test_tensorboard_logger(tmp_path, monkeypatch):
         on.log_image("val/mosaic", np.zeros((4, 6, 3), np.uint8), 3)
     assert calls == [("dir", str(tmp_path)), ("train/loss", 1.5, 3), ("val/AP", 0.25, 3),
                      ("val/mosaic", (4, 6, 3), "HWC"), "closed"]
+
+
+def test_run_reports_redraw_results_png_at_most_every_interval_and_at_the_end(tmp_path, monkeypatch):
+    from centernet.engine import run_reports
+
+    clock = [1000.0]
+    monkeypatch.setattr(run_reports.time, "monotonic", lambda: clock[0])
+    plots = []
+    real = reports.plot_results
+    monkeypatch.setattr(reports, "plot_results", lambda history, path, **kw: plots.append(len(history)) or
+                        real(history, path, **kw))
+    runs = run_reports.RunReports(tmp_path, ["a"])
+    history = []
+    for epoch, (seconds, final) in enumerate([(5, False), (5, False), (5, True), (5, False), (40, False),
+                                              (5, False), (5, True)], 1):
+        clock[0] += seconds
+        history.append({"epoch": epoch, "lr": 1e-3, "loss": 1.0 / epoch})
+        runs.epoch(history, ["loss"], final=final)
+        rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+        assert len(rows) == epoch  # the csv after every epoch
+    # the first epoch, a validation (3), 30 s after the last plot (5), the end (7)
+    assert plots == [1, 3, 5, 7]
+    assert cv2.imread(str(tmp_path / "results.png")) is not None

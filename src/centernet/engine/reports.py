@@ -310,12 +310,12 @@ def validation_mosaic(images: Sequence[np.ndarray], predictions: Sequence[np.nda
 
 # ------------------------------------------------------------------------------------------ run folder
 def write_epoch_reports(history: Sequence[Mapping[str, Any]], out_dir: PathLike,
-                        loss_keys: Sequence[str] | None = None) -> list[Path]:
-    """results.csv and results.png in ``out_dir`` (call after every epoch); ``loss_keys``: the loss
-    terms to plot (default: the keys containing "loss")."""
+                        loss_keys: Sequence[str] | None = None, plot: bool = True) -> list[Path]:
+    """results.csv and (``plot``) results.png in ``out_dir`` (call after every epoch); ``loss_keys``: the
+    loss terms to plot (default: the keys containing "loss")."""
     out = Path(out_dir)
-    return [write_results_csv(history, out / RESULTS_CSV),
-            plot_results(history, out / RESULTS_PNG, loss_keys=loss_keys)]
+    written = [write_results_csv(history, out / RESULTS_CSV)]
+    return written + [plot_results(history, out / RESULTS_PNG, loss_keys=loss_keys)] if plot else written
 
 
 def write_evaluation_reports(out_dir: PathLike, per_class: Any, matrix: np.ndarray | None = None,

@@ -8,6 +8,8 @@ training run.
 """
 from __future__ import annotations
 
+import math
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +23,7 @@ from ..data.sample import DetectionSource
 from . import reports
 from .evaluator import EvalResult
 
+PLOT_INTERVAL_S = 30.0  # results.png is redrawn at most this often (a plot costs ~1 s), and at the end
 MOSAIC_IMAGES = 4  # validation images in the mosaic
 MOSAIC_SCORE = 0.3  # predictions drawn in the mosaic
 CONFUSION_SCORE = 0.25  # detections counted in the confusion matrix
@@ -74,6 +77,7 @@ class RunReports:
         self.enabled = enabled
         self.tensorboard = reports.TensorBoardLogger(self.out_dir) if enabled else None
         self._warned: set[str] = set()
+        self._plotted = -math.inf  # time.monotonic() of the last results.png
 
     def _guard(self, what: str, write: Callable[[], Any]) -> Any:
         try:
@@ -84,12 +88,17 @@ class RunReports:
                 warnings.warn(f"{what} not written in {self.out_dir}: {type(err).__name__}: {err}", stacklevel=3)
             return None
 
-    def epoch(self, history: Sequence[Mapping[str, Any]], loss_keys: Sequence[str] | None = None) -> None:
-        """results.csv, results.png and the epoch's scalars (the last record of ``history``)."""
+    def epoch(self, history: Sequence[Mapping[str, Any]], loss_keys: Sequence[str] | None = None,
+              final: bool = False) -> None:
+        """results.csv and the epoch's scalars (the last record of ``history``); results.png too when
+        ``final`` (the last epoch, or one with a validation) or PLOT_INTERVAL_S after the last one."""
         if not self.enabled or not history:
             return
+        plot = final or time.monotonic() - self._plotted >= PLOT_INTERVAL_S
         self._guard("results.csv / results.png",
-                    lambda: reports.write_epoch_reports(history, self.out_dir, loss_keys))
+                    lambda: reports.write_epoch_reports(history, self.out_dir, loss_keys, plot))
+        if plot:
+            self._plotted = time.monotonic()
         if self.tensorboard is not None:
             record = history[-1]
             self._guard("TensorBoard events", lambda: self.tensorboard.log_scalars(record, int(record["epoch"])))

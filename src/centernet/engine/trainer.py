@@ -391,7 +391,7 @@ class Trainer:
                     append_log(self.out_dir, record)
                 self.save("last.pth")
                 if reports is not None:
-                    reports.epoch(self.history, self.loss_keys)
+                    reports.epoch(self.history, self.loss_keys, final=last or stopped or bool(validated))
                     if validated and self.last_eval is not None:
                         reports.evaluation(self.last_eval, self.epoch)
                 if table.loss_keys is None:
