@@ -80,3 +80,18 @@ def test_gather_feat():
     assert out.shape == (2, 2, 3)
     assert out[0, 1].tolist() == [feat[0, c, 1, 2].item() for c in range(3)]
     assert out[1, 0].tolist() == [feat[1, c, 3, 4].item() for c in range(3)]
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_peaks_equal_the_max_pool_definition(kernel, channels_last):
+    """The shifted-maxima NMS keeps exactly what the original's max-pool NMS keeps, in either memory format."""
+    torch.manual_seed(0)
+    heat = torch.rand(2, 5, 17, 23).round(decimals=1)  # coarse values: many ties across neighbours
+    if channels_last:
+        heat = heat.contiguous(memory_format=torch.channels_last)
+    hmax = torch.nn.functional.max_pool2d(heat, kernel, stride=1, padding=(kernel - 1) // 2)
+    expected = heat * (hmax == heat).float()
+    got = peaks(heat, kernel)
+    assert torch.equal(got, expected)
+    assert 0 < int((got > 0).sum()) < heat.numel()
