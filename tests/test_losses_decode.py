@@ -85,7 +85,7 @@ def test_gather_feat():
 @pytest.mark.parametrize("kernel", [3, 5])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_peaks_equal_the_max_pool_definition(kernel, channels_last):
-    """The shifted-maxima NMS keeps exactly what the original's max-pool NMS keeps, in either memory format."""
+    """The NMS keeps exactly what the original's max-pool NMS keeps, whatever the memory format of the maps."""
     torch.manual_seed(0)
     heat = torch.rand(2, 5, 17, 23).round(decimals=1)  # coarse values: many ties across neighbours
     if channels_last:
