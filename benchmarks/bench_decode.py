@@ -2,8 +2,8 @@
 ``multi_pose`` (peaks, top-K people, joint regression, joint heatmap snapping over 17 x K x K candidates).
 
 Builds ``--arch`` (default resdcn_18) with the task's heads, runs the forward at ``--size`` (512) at each
-``--batches``, then activation + decode of its outputs (and the flip merge + decode); medians over ``--runs``
-after a warm-up.
+``--batches``, then activation + decode of its outputs (and the flip merge + decode) as the evaluator and the predictor run
+them (``decode_batch``); medians over ``--runs`` after a warm-up.
 
     PYTHONPATH=src python benchmarks/bench_decode.py --tasks ctdet multi_pose --batches 1 8 --runs 5
 """
@@ -13,6 +13,7 @@ import argparse
 
 import torch
 
+from centernet.engine.inference import decode_batch
 from centernet.models import build_model
 from centernet.tasks import build_task
 from timing import median_ms
@@ -43,8 +44,8 @@ def main() -> None:
                 outputs = model(image)[-1]
                 flip_outputs = model(torch.cat([image, image.flip(3)]))[-1]
                 forward = median_ms(lambda: model(image), args.runs)
-                decode = median_ms(lambda: task.decode(task.activate(outputs)), args.runs)
-                flip = median_ms(lambda: task.decode(task.merge_flip(task.activate(flip_outputs))), args.runs)
+                decode = median_ms(lambda: decode_batch(task, task.activate(outputs)), args.runs)
+                flip = median_ms(lambda: decode_batch(task, task.merge_flip(task.activate(flip_outputs))), args.runs)
             print(f"{name:>10s} {batch:>2d} | {forward:10.1f} | {decode:9.1f} {decode / forward:6.1%} | {flip:16.1f}",
                   flush=True)
 
