@@ -34,11 +34,11 @@ def modulated_deform_conv2d(
     wmat = weight.reshape(out_ch, g, c // g, kk).permute(0, 1, 3, 2).reshape(out_ch, -1)
     if not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
         kind = x.device.type
-        if not torch.is_autocast_enabled(kind):
+        low = _autocast_dtype(kind)
+        if low is None:
             return DeformConv2dFunction.apply(x, offset, mask, wmat, bias, geometry)  # channels-last memory
         # autocast (AMP training on CUDA, --precision): sample and multiply in its dtype, but place the samples
         # in fp32 (a bf16 position is off by up to half a pixel at x = 128)
-        low = torch.get_autocast_dtype(kind)
         with torch.autocast(kind, enabled=False):
             return DeformConv2dFunction.apply(x.to(low), offset.float(), mask.float(), wmat.to(low),
                                               None if bias is None else bias.to(low), geometry)
@@ -46,6 +46,18 @@ def modulated_deform_conv2d(
     columns = gather_columns(padded_rows(x, g), plan).reshape(b * ho * wo, -1)  # [B*Ho*Wo, G*k*k*C/G]
     out = columns @ wmat.t() if bias is None else columns @ wmat.t() + bias
     return out.view(b, ho, wo, out_ch).permute(0, 3, 1, 2)
+
+
+def _autocast_dtype(kind: str) -> torch.dtype | None:
+    """The dtype autocast computes in on this device type, None when autocast is off (torch 2.1 to 2.13)."""
+    try:
+        return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+    except (TypeError, AttributeError):  # torch < 2.4: per-device functions
+        if kind == "cuda":
+            return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+        if kind == "cpu":
+            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+        return None
 
 
 def modulated_deform_conv2d_reference(
