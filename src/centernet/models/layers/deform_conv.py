@@ -49,15 +49,8 @@ def modulated_deform_conv2d(
 
 
 def _autocast_dtype(kind: str) -> torch.dtype | None:
-    """The dtype autocast computes in on this device type, None when autocast is off (torch 2.1 to 2.13)."""
-    try:
-        return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
-    except (TypeError, AttributeError):  # torch < 2.4: per-device functions
-        if kind == "cuda":
-            return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
-        if kind == "cpu":
-            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
-        return None
+    """The dtype autocast computes in on this device type, None when autocast is off."""
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
 
 
 def modulated_deform_conv2d_reference(
