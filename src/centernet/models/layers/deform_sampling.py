@@ -145,13 +145,13 @@ def _scatter_corners(out: Tensor, key: Tensor, weight: Tensor, grad: Tensor, ste
         rows, counts = torch.unique_consecutive(ordered, return_counts=True)
         span = rows.shape[0]
     starts = counts.cumsum(0) - counts
-    bags = F.embedding_bag(order.repeat(4), grad, (starts + torch.arange(4, device=key.device).view(4, 1) * n).view(-1),
-                           per_sample_weights=weight[order].t().reshape(-1), mode="sum").view(4, span, -1)
+    weights = weight.t()[:, order]  # [4, n]: each corner's weights in row order, one gather
     for j, step in enumerate(steps):
+        bags = F.embedding_bag(order, grad, starts, per_sample_weights=weights[j], mode="sum")  # [span, C]
         if rows is None:
-            out[low + step:low + step + span] += bags[j]
+            out[low + step:low + step + span] += bags
         else:
-            out.index_add_(0, rows + step, bags[j])
+            out.index_add_(0, rows + step, bags)
 
 
 class Geometry(NamedTuple):
