@@ -34,6 +34,7 @@ PAD = 2  # zero border of the table: enough for the 2x2 block of any clamped top
 CHUNK_BYTES = 1 << 21  # column (gradient) bytes worked through at a time: they stay in cache
 MIN_CHUNK = 512  # ... but at least this many output positions, for an efficient matmul
 RADIX_KEYS = 32768  # from this many int64 keys torch's CPU sort is a radix sort (GRAIN_SIZE)
+RADIX_CHUNK_BYTES = 10 << 20  # ... worth chunks of up to this many column bytes (64 channels: 8.4 MB)
 
 
 class SamplingPlan(NamedTuple):
@@ -248,9 +249,10 @@ def _chunks(table: Tensor, rows: Tensor, weight: Tensor, width: int, columns: bo
 
 
 def _chunk(width: int, table: Tensor) -> int:
-    """Output positions per chunk: about CHUNK_BYTES of columns, or up to 4x that where it lets the backward
-    sort RADIX_KEYS samples at once (narrow layers: torch's CPU sort is twice as fast per key from there)."""
+    """Output positions per chunk: about CHUNK_BYTES of columns, or up to RADIX_CHUNK_BYTES where that lets the
+    backward sort RADIX_KEYS samples at once (layers of up to 64 channels a group: torch's CPU sort is twice as
+    fast per key from there; wider chunks cost more in cache misses than they save, measured here)."""
     row_bytes = width * table.element_size()
     step = max(MIN_CHUNK, CHUNK_BYTES // row_bytes)
     radix = -(-RADIX_KEYS * table.shape[1] // width)  # positions holding RADIX_KEYS samples
-    return radix if step < radix and radix * row_bytes <= 4 * CHUNK_BYTES else step
+    return radix if step < radix and radix * row_bytes <= RADIX_CHUNK_BYTES else step
