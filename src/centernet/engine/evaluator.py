@@ -16,8 +16,7 @@ from ..data.pipeline import TestDataset, TrainDataset, collate
 from ..data.sample import DetectionSource, category_ids
 from ..evaluation.scoring import Scorer
 from ..tasks.base import Task
-from .inference import Runner, model_runner, predict_passes
-from .precision import check_fp32_runner, resolve_precision
+from .inference import Runner, as_runner, predict_passes
 
 
 @dataclass
@@ -128,10 +127,7 @@ def run_detections(model: Model, task: Task, source: DetectionSource, settings: 
     oracle = set(task.heads()) if model is None else set(settings.oracle)
     if isinstance(model, nn.Module):
         model.eval()
-        runner: Runner | None = model_runner(model, task, resolve_precision(settings.precision, device), device)
-    else:
-        check_fp32_runner(settings.precision)
-        runner = model
+    runner = as_runner(model, task, settings.precision, device)
     for passes in tqdm(_loader(source, task, settings, bool(oracle)), desc="eval",
                        disable=None if progress else True, leave=False):
         passes = [{k: v.to(device) for k, v in batch.items()} for batch in passes]

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ..data.transforms import output_side
 from ..postprocess import to_image_coords
 from ..tasks.base import Task
-from .precision import autocast_context
+from .precision import autocast_context, check_fp32_runner, resolve_precision
 
 #: activated maps decoded at a time on the CPU: a batch of 8 COCO heatmaps at 512 is 42 MB, and decoding it in one
 #: piece (its temporaries as large, each mapped and faulted in afresh) took 1.8x as long as image by image here
@@ -38,13 +38,23 @@ def model_runner(model: nn.Module, task: Task, dtype: torch.dtype = torch.float3
     return run
 
 
+def as_runner(model: nn.Module | Runner | None, task: Task, precision: str = "fp32",
+              device: str | torch.device = "cpu") -> Runner | None:
+    """A module -> :func:`model_runner` in ``precision`` (resolved for ``device``: refused where it does not
+    pay); a runner (e.g. an onnxruntime session) or None as it is, which only fp32 suits."""
+    if isinstance(model, nn.Module):
+        return model_runner(model, task, resolve_precision(precision, device), device)
+    check_fp32_runner(precision)
+    return model
+
+
 def decode_batch(task: Task, maps: dict[str, Tensor]) -> Tensor:
     """``task.decode`` of activated maps [B, ...]: [B, K, D] rows, a few images at a time on the CPU (at most
     DECODE_CHUNK_BYTES of maps), the whole batch at once elsewhere."""
     first = next(iter(maps.values()))
     per_image = sum(v[0].numel() * v.element_size() for v in maps.values())
     step = max(1, DECODE_CHUNK_BYTES // max(per_image, 1))
-    if first.device.type != "cpu" or first.shape[0] <= step or torch.jit.is_tracing():
+    if first.device.type != "cpu" or first.shape[0] <= step:
         return task.decode(maps)
     return torch.cat([task.decode({k: v[i:i + step] for k, v in maps.items()})
                       for i in range(0, first.shape[0], step)])

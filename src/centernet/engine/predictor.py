@@ -25,8 +25,7 @@ from ..data.io import DataError
 from ..tasks.base import Task
 from ..visualize import heatmap_overlay
 from .evaluator import EvalSettings, image_meta
-from .inference import Runner, model_runner, predict_passes
-from .precision import check_fp32_runner, resolve_precision
+from .inference import Runner, as_runner, predict_passes
 from .inputs import Frame, TestPreparer, VideoFrames, expand_inputs, image_batches, is_video
 
 #: called with each image's Frame and its final rows (image pixels, boxes clipped) as predict goes
@@ -55,9 +54,7 @@ class Predictor:
         self.task, self.settings, self.device = task, settings, torch.device(device)
         self.class_names = class_names
         self.cat_ids = cat_ids or list(range(1, task.num_classes + 1))
-        if runner is not None:
-            check_fp32_runner(settings.precision)
-        self.runner = runner or model_runner(self.model, task, resolve_precision(settings.precision, device), device)
+        self.runner = as_runner(runner if runner is not None else self.model, task, settings.precision, device)
         self.preparer = TestPreparer.from_settings(settings)
 
     def passes(self, image: np.ndarray, meta: Mapping[str, Any] | None = None) -> list[dict[str, torch.Tensor]]:

@@ -315,7 +315,9 @@ def write_epoch_reports(history: Sequence[Mapping[str, Any]], out_dir: PathLike,
     loss terms to plot (default: the keys containing "loss")."""
     out = Path(out_dir)
     written = [write_results_csv(history, out / RESULTS_CSV)]
-    return written + [plot_results(history, out / RESULTS_PNG, loss_keys=loss_keys)] if plot else written
+    if plot:
+        written.append(plot_results(history, out / RESULTS_PNG, loss_keys=loss_keys))
+    return written
 
 
 def write_evaluation_reports(out_dir: PathLike, per_class: Any, matrix: np.ndarray | None = None,
