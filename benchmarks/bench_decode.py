@@ -3,7 +3,8 @@
 
 Builds ``--arch`` (default resdcn_18) with the task's heads, runs the forward at ``--size`` (512) at each
 ``--batches``, then activation + decode of its outputs (and the flip merge + decode) as the evaluator and the predictor run
-them (``decode_batch``); medians over ``--runs`` after a warm-up.
+them (``decode_batch``), and the same decode of the whole batch in one piece (``task.decode``) beside it;
+medians over ``--runs`` after a warm-up.
 
     PYTHONPATH=src python benchmarks/bench_decode.py --tasks ctdet multi_pose --batches 1 8 --runs 5
 """
@@ -33,7 +34,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"{args.arch}, {args.size}x{args.size}, K={args.K}, {torch.get_num_threads()} threads, medians of "
           f"{args.runs}")
-    print(f"{'task':>10s} {'B':>2s} | {'forward ms':>10s} | {'decode ms':>9s} {'share':>6s} | {'flip + decode ms':>16s}")
+    print(f"{'task':>10s} {'B':>2s} | {'forward ms':>10s} | {'decode ms':>9s} {'share':>6s} | {'one piece ms':>12s} | "
+          f"{'flip + decode ms':>16s}")
     for name in args.tasks:
         torch.manual_seed(0)
         task = build_task(name, 80 if name == "ctdet" else 1, max_detections=args.K)
@@ -45,8 +47,10 @@ def main() -> None:
                 flip_outputs = model(torch.cat([image, image.flip(3)]))[-1]
                 forward = median_ms(lambda: model(image), args.runs)
                 decode = median_ms(lambda: decode_batch(task, task.activate(outputs)), args.runs)
+                whole = median_ms(lambda: task.decode(task.activate(outputs)), args.runs)
                 flip = median_ms(lambda: decode_batch(task, task.merge_flip(task.activate(flip_outputs))), args.runs)
-            print(f"{name:>10s} {batch:>2d} | {forward:10.1f} | {decode:9.1f} {decode / forward:6.1%} | {flip:16.1f}",
+            print(f"{name:>10s} {batch:>2d} | {forward:10.1f} | {decode:9.1f} {decode / forward:6.1%} | {whole:12.1f} | "
+                  f"{flip:16.1f}",
                   flush=True)
 
 
