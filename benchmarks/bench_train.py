@@ -1,13 +1,15 @@
 """Training throughput (images/s, batch 8 at 512x512 by default) per step part (forward, loss, backward,
 optimizer; medians) and peak memory, and data-loading throughput of one worker, measured in one run so
 their ratio says whether loading limits training. ``--old FILE`` also steps a copy of the model whose DCN layers
-run another implementation, in alternation with the current one (same weights, same batch).
+run another implementation, in alternation with the current one (same weights, same batch); ``--vs ARCH`` steps a
+model of another architecture in alternation (same batch).
 
     python benchmarks/bench_train.py --arch resdcn_18 --size 512 --batch 8 --steps 3
     python benchmarks/bench_train.py --arch dla_tiny --size 128 --batch 16 --steps 5 \
         --data runs/demo/data/annotations/instances_train.json      # the demo's step
     python benchmarks/bench_train.py --data ../shared/data/coco_mini/annotations/instances_train2017.json
     python benchmarks/bench_train.py --arch dla_tiny --size 128 --batch 16 --old /tmp/old_deform_conv.py
+    python benchmarks/bench_train.py --arch dla_tiny_conv --vs dla_tiny --size 128 --batch 16   # the demo's model
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--data", help="a data set for the loading figure (default: synthetic 640x480 images)")
     parser.add_argument("--old", help="a deform_conv.py whose ModulatedDeformConv2d replaces the model's DCNs in a "
                                       "copy stepped in alternation (see bench_deform_conv.py)")
+    parser.add_argument("--vs", help="another architecture stepped in alternation on the same batches")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -69,6 +72,10 @@ def main() -> None:
     models = {"": model}
     if args.old:  # the same weights with another DCN implementation, stepped in alternation
         models["old DCN: "] = with_layer_class(copy.deepcopy(model), load_layer_class(args.old))
+    archs = {}
+    if args.vs:
+        archs[f"{args.vs}: "] = args.vs
+        models[f"{args.vs}: "] = build_model(args.vs, task.heads()).train()
     optimizers = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
     batch = collate([items[i % n] for i in range(args.batch)])
     parts = {k: {"forward": [], "loss": [], "backward": [], "optimizer": []} for k in models}
@@ -93,8 +100,8 @@ def main() -> None:
         medians = {name: statistics.median(times) for name, times in parts[key].items()}
         step_s = sum(medians.values())
         rate = rates[key] = args.batch / step_s
-        print(f"{key}training: {args.arch} batch {args.batch} at {args.size} ({torch.get_num_threads()} threads): "
-              f"{rate:.2f} images/s (median step {step_s:.2f} s), peak RSS {peak:.2f} GiB")
+        print(f"{key}training: {archs.get(key, args.arch)} batch {args.batch} at {args.size} "
+              f"({torch.get_num_threads()} threads): {rate:.2f} images/s (median step {step_s:.2f} s), peak RSS {peak:.2f} GiB")
         for name, seconds in medians.items():
             share = 100 * seconds / step_s
             print(f"  {name:9s} {seconds * 1e3:8.1f} ms  {args.batch / seconds:8.1f} images/s  {share:5.1f}%")

@@ -43,7 +43,7 @@ def test_dla_backbone_levels() -> None:
                                                                                        backbone.strides)]
 
 
-@pytest.mark.parametrize("arch", ["res_18", "resdcn_18", "dla_34"])
+@pytest.mark.parametrize("arch", ["res_18", "resdcn_18", "dla_34", "dla_tiny_conv"])
 def test_forward_backward_small_input(arch: str) -> None:
     torch.manual_seed(0)
     model = build_model(arch, HEADS)
@@ -113,6 +113,15 @@ def test_dla_neck_with_zero_offsets_equals_plain_convs() -> None:
         plain = model(x)[0]
     for k in HEADS:
         torch.testing.assert_close(deformable[k], plain[k], rtol=1e-4, atol=1e-4)
+
+
+def test_dla_tiny_conv_is_dla_tiny_with_plain_convs_in_the_neck() -> None:
+    """The demo's model: dla_tiny's modules and shapes, each neck DCN a 3x3 conv of the same weight shape."""
+    dcn, conv = (build_model(arch, HEADS).state_dict() for arch in ("dla_tiny", "dla_tiny_conv"))
+    offsets = {k for k in dcn if ".conv_offset_mask." in k}
+    assert len(offsets) == 2 * 16  # weight and bias of each of the 16 DCNs
+    assert {k: v.shape for k, v in dcn.items() if k not in offsets} == {k: v.shape for k, v in conv.items()}
+    assert not any(isinstance(m, ModulatedDeformConv2d) for m in build_model("dla_tiny_conv", HEADS).modules())
 
 
 def test_dcn_matches_conv_at_zero_offsets_with_known_numbers() -> None:

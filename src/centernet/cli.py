@@ -66,7 +66,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     _add_split_arg(p, "--split", "--train")
     _add_split_arg(p, "--val-split", "--val")
     p.add_argument("--arch", help="architecture, e.g. resdcn_18, dla_34, hourglass, or the small CPU ones "
-                                  "dla_tiny, resdcn_18_half, resdcn_18_tiny (default: the preset's)")
+                                  "dla_tiny, dla_tiny_conv, resdcn_18_half, resdcn_18_tiny (default: the preset's)")
     p.add_argument("--epochs", type=int, help="epochs to train (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="images per step, over all processes (default: the preset's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the preset's)")

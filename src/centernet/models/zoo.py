@@ -74,6 +74,14 @@ def _dla_tiny(heads: HeadsArg, head_conv: int) -> CenterNet:
     return CenterNet(backbone, DLAUpNeck(backbone.channels, backbone.strides, out_stride=4), heads, head_conv)
 
 
+@register_arch("dla_tiny_conv", head_conv=32)
+def _dla_tiny_conv(heads: HeadsArg, head_conv: int) -> CenterNet:
+    """dla_tiny with plain 3x3 convs in place of the neck's DCNs."""
+    backbone = DLA(34, channels=[8, 8, 16, 32, 64, 128])
+    return CenterNet(backbone, DLAUpNeck(backbone.channels, backbone.strides, out_stride=4, dcn=False), heads,
+                     head_conv)
+
+
 @register_arch("resdcn_18_tiny", head_conv=16)
 def _resdcn_18_tiny(heads: HeadsArg, head_conv: int) -> CenterNet:
     """ResNet-18 at 1/8 width with a DCN neck (32, 16, 16): 0.2M parameters, for fast tests and smoke runs."""
