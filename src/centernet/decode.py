@@ -15,13 +15,18 @@ def gather_feat(feat: Tensor, ind: Tensor) -> Tensor:
 
 
 def peaks(heat: Tensor, kernel: int = 3) -> Tensor:
-    """Zero every value that is not the maximum of its ``kernel`` neighbourhood (ties all survive).
+    """``heat * (maxpool(heat) == heat)``: zero every value that is not the maximum of its ``kernel``
+    neighbourhood (ties all survive), the original's max-pool NMS.
 
     The max-pool runs on channels-last memory (a copy for NCHW maps): torch's CPU max-pool is vectorised over
-    channels there, and 5x slower on NCHW heatmaps of one image at 512 (``bench_decode.py``)."""
+    channels there, and 5x slower on NCHW heatmaps of one image at 512 (``bench_decode.py``). Without autograd
+    the comparison and product are written into the max-pool's output: no fresh map-sized buffers, which cost
+    page faults at 512."""
     heat = heat.contiguous(memory_format=torch.channels_last)
     hmax = F.max_pool2d(heat, kernel, stride=1, padding=(kernel - 1) // 2)
-    return torch.where(hmax == heat, heat, torch.zeros((), dtype=heat.dtype, device=heat.device))
+    if heat.requires_grad or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+        return heat * (hmax == heat).to(heat.dtype)
+    return hmax.eq_(heat).mul_(heat)
 
 
 def topk(scores: Tensor, K: int = 100) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
