@@ -168,7 +168,7 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
 
 def add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="run folder (data, checkpoints, pictures)")
-    p.add_argument("--epochs", type=int, help="override the preset's epoch count (default: 16)")
+    p.add_argument("--epochs", type=int, help="epochs to train (default: the ctdet_cpu_small preset's)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: CUDA when available)")
 
 
