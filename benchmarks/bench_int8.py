@@ -89,8 +89,9 @@ def ap_rows(checkpoint: Path, val: DetectionSource, calib, workdir: Path, method
                   f"({100 * (m['AP50'] - base['AP50']):+.2f})", flush=True)
 
 
-def train_holdout(data: str, out: str, arch: str, size: int, epochs: int, holdout: int) -> None:
-    """Train a ctdet model (the CPU preset's schedule) on all but every ``holdout``-th image of ``data``."""
+def train_holdout(data: str, out: str, arch: str, size: int, epochs: int, holdout: int, lr: float) -> None:
+    """Train a ctdet model (the CPU preset's settings, ``epochs`` of Adam at ``lr``) on all but every
+    ``holdout``-th image of ``data``."""
     from centernet.engine.trainer import Trainer
     from centernet.presets import get_preset
 
@@ -98,7 +99,7 @@ def train_holdout(data: str, out: str, arch: str, size: int, epochs: int, holdou
     val, train = split(source, holdout)
     cfg = get_preset("ctdet_cpu_small")
     cfg.model.arch, cfg.data.input_size = arch, (size, size)
-    cfg.train.out_dir, cfg.train.epochs = out, epochs
+    cfg.train.out_dir, cfg.train.epochs, cfg.train.lr = out, epochs, lr
     cfg.train.lr_steps = (int(epochs * 0.75), int(epochs * 0.93))
     cfg.train.val_interval = max(epochs // 2, 1)
     set_classes(cfg, source)
@@ -124,12 +125,13 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/int8_holdout", help="run folder of --train")
     parser.add_argument("--arch", default="dla_tiny")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (--train)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if args.train:
-            train_holdout(args.train, args.out, args.arch, args.size, args.epochs, args.holdout)
+            train_holdout(args.train, args.out, args.arch, args.size, args.epochs, args.holdout, args.lr)
         elif args.ap:
             if not args.val:
                 parser.error("--ap needs --val")
