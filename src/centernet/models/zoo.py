@@ -66,20 +66,22 @@ def _resdcn_18_half(heads: HeadsArg, head_conv: int) -> CenterNet:
     return CenterNet(backbone, DeconvNeck(backbone.channels[-1], (128, 64, 64), dcn=True), heads, head_conv)
 
 
+DLA_TINY_CHANNELS = [8, 8, 16, 32, 64, 128]  # DLA-34's levels at a quarter of its width
+
+
 @register_arch("dla_tiny", head_conv=32)
-def _dla_tiny(heads: HeadsArg, head_conv: int) -> CenterNet:
+def _dla_tiny(heads: HeadsArg, head_conv: int, dcn: bool = True) -> CenterNet:
     """DLA-34's structure at a quarter of its width (1.3M parameters): learns fast from scratch on a CPU,
     because its IDA up-sampling keeps the fine levels that a ResNet's deconv neck must rebuild."""
-    backbone = DLA(34, channels=[8, 8, 16, 32, 64, 128])
-    return CenterNet(backbone, DLAUpNeck(backbone.channels, backbone.strides, out_stride=4), heads, head_conv)
+    backbone = DLA(34, channels=DLA_TINY_CHANNELS)
+    return CenterNet(backbone, DLAUpNeck(backbone.channels, backbone.strides, out_stride=4, dcn=dcn), heads,
+                     head_conv)
 
 
 @register_arch("dla_tiny_conv", head_conv=32)
 def _dla_tiny_conv(heads: HeadsArg, head_conv: int) -> CenterNet:
-    """dla_tiny with plain 3x3 convs in place of the neck's DCNs."""
-    backbone = DLA(34, channels=[8, 8, 16, 32, 64, 128])
-    return CenterNet(backbone, DLAUpNeck(backbone.channels, backbone.strides, out_stride=4, dcn=False), heads,
-                     head_conv)
+    """dla_tiny with plain 3x3 convs in place of the neck's DCNs (the demo's model)."""
+    return _dla_tiny(heads, head_conv, dcn=False)
 
 
 @register_arch("resdcn_18_tiny", head_conv=16)
