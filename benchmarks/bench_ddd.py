@@ -19,7 +19,7 @@ from centernet.data.transforms import get_affine_transform
 from centernet.models import build_model
 from centernet.postprocess import to_image_coords
 from centernet.tasks import DddTask
-from timing import median_ms
+from timing import add_decode_args, median_ms, parse_decode_args
 
 KITTI_IMAGE = (1242, 375)  # (w, h) of a KITTI frame: the post-processing maps rows back to it
 
@@ -28,12 +28,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="dla_34")
     parser.add_argument("--size", default="1280,384", help="input W,H")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--K", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the default)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    add_decode_args(parser)
+    args = parse_decode_args(parser)
     w, h = (int(v) for v in args.size.split(","))
     torch.manual_seed(0)
     task = DddTask(max_detections=args.K)

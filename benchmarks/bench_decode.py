@@ -17,7 +17,7 @@ import torch
 from centernet.engine.inference import decode_batch
 from centernet.models import build_model
 from centernet.tasks import build_task
-from timing import median_ms
+from timing import add_decode_args, median_ms, parse_decode_args
 
 
 def main() -> None:
@@ -26,12 +26,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--tasks", nargs="+", default=["ctdet", "multi_pose"])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--K", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the default)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    add_decode_args(parser)
+    args = parse_decode_args(parser)
     print(f"{args.arch}, {args.size}x{args.size}, K={args.K}, {torch.get_num_threads()} threads, medians of "
           f"{args.runs}")
     print(f"{'task':>10s} {'B':>2s} | {'forward ms':>10s} | {'decode ms':>9s} {'share':>6s} | {'one piece ms':>12s} | "

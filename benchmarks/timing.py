@@ -1,9 +1,13 @@
-"""The one timing helper of the benchmark scripts: warm up, then the median (and best) of several runs."""
+"""The timing helpers of the benchmark scripts: warm up, then the median (and best) of several runs; the decode
+benchmarks' shared options."""
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from typing import Callable
+
+import torch
 
 
 def median_seconds(fn: Callable[[], object], runs: int, warmup: int = 1) -> tuple[float, float]:
@@ -21,3 +25,18 @@ def median_seconds(fn: Callable[[], object], runs: int, warmup: int = 1) -> tupl
 def median_ms(fn: Callable[[], object], runs: int) -> float:
     """Median wall time of ``fn()`` in milliseconds (see :func:`median_seconds`)."""
     return median_seconds(fn, runs)[0] * 1e3
+
+
+def add_decode_args(parser: argparse.ArgumentParser) -> None:
+    """--runs, --K (detections kept) and --threads, as the decode benchmarks take them."""
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--K", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the default)")
+
+
+def parse_decode_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """``parser``'s arguments, with torch's thread count set from --threads."""
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
