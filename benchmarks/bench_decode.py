@@ -2,9 +2,9 @@
 ``multi_pose`` (peaks, top-K people, joint regression, joint heatmap snapping over 17 x K x K candidates).
 
 Builds ``--arch`` (default resdcn_18) with the task's heads, runs the forward at ``--size`` (512) at each
-``--batches``, then activation + decode of its outputs (and the flip merge + decode) as the evaluator and the predictor run
-them (``decode_batch``), and the same decode of the whole batch in one piece (``task.decode``) beside it;
-medians over ``--runs`` after a warm-up.
+``--batches``, then activation + decode of its outputs (and the flip merge + decode) as the evaluator and the
+predictor run them (``decode_batch``), and the same decode of the whole batch in one piece (``task.decode``)
+beside it; medians over ``--runs`` after a warm-up.
 
     PYTHONPATH=src python benchmarks/bench_decode.py --tasks ctdet multi_pose --batches 1 8 --runs 5
 """
@@ -45,9 +45,8 @@ def main() -> None:
                 decode = median_ms(lambda: decode_batch(task, task.activate(outputs)), args.runs)
                 whole = median_ms(lambda: task.decode(task.activate(outputs)), args.runs)
                 flip = median_ms(lambda: decode_batch(task, task.merge_flip(task.activate(flip_outputs))), args.runs)
-            print(f"{name:>10s} {batch:>2d} | {forward:10.1f} | {decode:9.1f} {decode / forward:6.1%} | {whole:12.1f} | "
-                  f"{flip:16.1f}",
-                  flush=True)
+            print(f"{name:>10s} {batch:>2d} | {forward:10.1f} | {decode:9.1f} {decode / forward:6.1%} | "
+                  f"{whole:12.1f} | {flip:16.1f}", flush=True)
 
 
 if __name__ == "__main__":

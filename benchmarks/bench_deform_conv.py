@@ -1,8 +1,8 @@
 """The pure-PyTorch DCNv2 layer against a plain 3x3 conv of the same shape, forward and forward + backward.
 
 Shapes are every distinct DCN of the resdcn_18 neck and of dla_34's up-sampling at a 512x512 input; each runs
-at batch 1 and 8 (``--demo``: the demo's dla_tiny layers at 128x128, batch 16). Within a shape the candidates are timed in interleaved rounds (conv, DCN, ..., conv, DCN,
-...) so that a noisy neighbour slows them alike; the table gives medians and the DCN / conv ratios.
+at batch 1 and 8 (``--demo``: dla_tiny's layers at 128x128, batch 16). Within a shape the candidates are timed
+in interleaved rounds (conv, DCN, ..., conv, DCN, ...) so that a noisy neighbour slows them alike; the table gives medians and the DCN / conv ratios.
 ``--old FILE`` adds another implementation of the layer (a ``deform_conv.py`` defining
 ``ModulatedDeformConv2d``, e.g. the previous kernel: ``git show <rev>:src/centernet/models/layers/deform_conv.py
 > /tmp/old_dcn.py``), loaded with the same weights. Forward passes run under ``torch.no_grad``; forward +

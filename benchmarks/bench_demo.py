@@ -1,7 +1,7 @@
-"""The whole demo (``centernet demo``: synthetic shapes, ``ctdet_cpu_small`` / dla_tiny at 128x128, evaluation,
+"""The whole demo (``centernet demo``: synthetic shapes, the ``ctdet_cpu_small`` preset at 128x128, evaluation,
 picture) timed end to end, with the recipe's knobs exposed for trying shorter schedules.
 
-    python benchmarks/bench_demo.py [--epochs 16] [--num-train 512] [--out /tmp/bench_demo]
+    python benchmarks/bench_demo.py [--epochs 18] [--num-train 512] [--out /tmp/bench_demo]
 
 Prints the seconds in all and of training, the images/s of every epoch (from the run's results.csv) and the AP /
 AP50 on the 64 synthetic validation images.
@@ -20,7 +20,7 @@ from centernet.demo import run_demo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, help="override the preset's 16 epochs")
+    parser.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
     parser.add_argument("--num-train", type=int, default=512, help="synthetic training images (the demo: 512)")
     parser.add_argument("--out", help="run folder (default: a temporary one, removed afterwards)")
     args = parser.parse_args()

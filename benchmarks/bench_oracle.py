@@ -25,7 +25,8 @@ def main() -> None:
         ("ctdet, raccoon VOC", "ctdet", args.data / "raccoon_voc", (384, 384)),
         ("multi_pose, coco_mini val", "multi_pose", args.data / "coco_mini/annotations/person_keypoints_val2017.json",
          (512, 512)),
-        ("cornernet, coco_mini val", "cornernet", args.data / "coco_mini/annotations/instances_val2017.json", (511, 511)),
+        ("cornernet, coco_mini val", "cornernet", args.data / "coco_mini/annotations/instances_val2017.json",
+         (511, 511)),
         ("ddd, kitti_mini", "ddd", args.data / "kitti_mini", (1280, 384)),
     ]
     for label, task_name, spec, size in runs:

@@ -101,7 +101,8 @@ def main() -> None:
         step_s = sum(medians.values())
         rate = rates[key] = args.batch / step_s
         print(f"{key}training: {archs.get(key, args.arch)} batch {args.batch} at {args.size} "
-              f"({torch.get_num_threads()} threads): {rate:.2f} images/s (median step {step_s:.2f} s), peak RSS {peak:.2f} GiB")
+              f"({torch.get_num_threads()} threads): {rate:.2f} images/s (median step {step_s:.2f} s), "
+              f"peak RSS {peak:.2f} GiB")
         for name, seconds in medians.items():
             share = 100 * seconds / step_s
             print(f"  {name:9s} {seconds * 1e3:8.1f} ms  {args.batch / seconds:8.1f} images/s  {share:5.1f}%")

@@ -67,7 +67,8 @@ def test_summary_table_progress_and_reports(shapes, tmp_path, capsys, monkeypatc
     header = next(line for line in printed if line.split()[:3] == ["epoch", "lr", "loss"])
     assert header.split() == ["epoch", "lr", "loss", "hm", "wh", "reg", "AP", "AP50", "time", "ETA"]
     rows = [line.split() for line in printed if line.strip().startswith(("1/2", "2/2"))]
-    assert [r[0] for r in rows] == ["1/2", "2/2"] and rows[0][1] == f"{get_preset('ctdet_cpu_small').train.lr:.2e}" and rows[1][-1] == "0s"
+    lr = f"{get_preset('ctdet_cpu_small').train.lr:.2e}"
+    assert [r[0] for r in rows] == ["1/2", "2/2"] and rows[0][1] == lr and rows[1][-1] == "0s"
     assert {"results.csv", "results.png", "pr_curves.png", "per_class_ap.txt", "confusion_matrix.png",
             "val_mosaic.jpg"} <= {p.name for p in out.iterdir()}
     with open(out / "results.csv") as f:
