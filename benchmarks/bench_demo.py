@@ -1,7 +1,7 @@
 """The whole demo (``centernet demo``: synthetic shapes, the ``ctdet_cpu_small`` preset at 128x128, evaluation,
 picture) timed end to end, with the recipe's knobs exposed for trying shorter schedules.
 
-    python benchmarks/bench_demo.py [--epochs 18] [--num-train 512] [--out /tmp/bench_demo]
+    python benchmarks/bench_demo.py [--epochs 16] [--num-train 512] [--out /tmp/bench_demo]
 
 Prints the seconds in all and of training, the images/s of every epoch (from the run's results.csv) and the AP /
 AP50 on the 64 synthetic validation images.
