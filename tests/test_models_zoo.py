@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from centernet.models import ARCHS, DEFAULT_HEAD_CONV, build_model
+from centernet.models import ARCHS, DEFAULT_HEAD_CONV, INPUT_MULTIPLE, build_model
 from centernet.models.backbones.dla import DLA
 from centernet.models.backbones.hourglass import Hourglass
 from centernet.models.layers.deform_conv import ModulatedDeformConv2d
+from centernet.tasks import TASKS
 
 HEADS = {"hm": 80, "wh": 2, "reg": 2}
 # SPEC 8: parameter counts with 80 classes, in millions (rounded to 0.01M)
@@ -19,9 +20,11 @@ PAPER_PARAMS_M = {"res_18": 15.82, "resdcn_18": 14.44, "resdcn_101": 49.67, "dla
 
 
 def count_params(arch: str) -> int:
+    """The original's parameter count: every weight and bias, including the DLA projections it never uses
+    (kept here as buffers: see test_dla_keeps_the_original_unused_projections_as_state_not_parameters)."""
     with torch.device("meta"):  # no memory, no init cost
         model = build_model(arch, HEADS)
-    return sum(p.numel() for p in model.parameters())
+    return sum(v.numel() for k, v in model.state_dict().items() if k.endswith((".weight", ".bias")))
 
 
 @pytest.mark.parametrize("arch", [a for a in ARCHS.names() if a in PAPER_PARAMS_M])
@@ -52,10 +55,35 @@ def test_forward_backward_small_input(arch: str) -> None:
     assert len(out) == 1
     assert {k: tuple(v.shape) for k, v in out[0].items()} == {k: (2, n, 16, 16) for k, n in HEADS.items()}
     sum(v.float().pow(2).mean() for v in out[0].values()).backward()
-    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
-    # the original DLA's level3/level4 trees own a projection they never use (kept for weight loading)
-    assert all(".project." in n for n in no_grad), no_grad
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def _task_heads(arch: str) -> dict:
+    """The heads a task declares for ``arch``: CornerNet's corner branches for its network, else ctdet's."""
+    task = TASKS.get("cornernet" if arch == "cornernet" else "ctdet")(num_classes=2)
+    return task.heads()
+
+
+@pytest.mark.parametrize("arch", ARCHS.names())
+def test_one_step_gives_every_trainable_parameter_a_gradient(arch: str) -> None:
+    """DistributedDataParallel stops at the second step when a parameter never gets a gradient (the original
+    DLA's unused projections did): every registered architecture, every stack's every head."""
+    torch.manual_seed(0)
+    model = build_model(arch, _task_heads(arch))
+    side = max(64, INPUT_MULTIPLE[arch])
+    outputs = model(torch.randn(2, 3, side, side))  # batch norm needs 2 values at Hourglass's 1x1 bottom
+    sum(v.float().pow(2).mean() for stack in outputs for v in stack.values()).backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and [n for n, p in trainable if p.grad is None] == []
+
+
+def test_dla_keeps_the_original_unused_projections_as_state_not_parameters() -> None:
+    model = build_model("dla_34", HEADS)
+    state = model.state_dict()
+    for level in ("level3", "level4"):  # trees of two levels whose sub-trees project their own input
+        assert f"backbone.{level}.project.0.weight" in state and f"backbone.{level}.project.1.running_var" in state
+        assert not [n for n, _ in model.named_parameters() if n.startswith(f"backbone.{level}.project.")]
 
 
 @pytest.fixture(scope="module")

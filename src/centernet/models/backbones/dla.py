@@ -57,7 +57,8 @@ class Tree(nn.Module):
 
     ``level_root`` feeds the (down-sampled) tree input to the root as an extra child. Like the original, a
     tree with ``levels > 1`` and ``in != out`` owns a ``project`` that it never uses (its sub-trees project
-    their own input); it is kept so that official weights load, but not computed.
+    their own input); it is kept so that official weights load, but not computed, and its tensors are buffers,
+    not parameters: a parameter that never gets a gradient stops DistributedDataParallel at the second step.
     """
 
     def __init__(
@@ -91,6 +92,8 @@ class Tree(nn.Module):
                 nn.Conv2d(in_channels, out_channels, 1, 1, bias=False),
                 nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM),
             )
+            if levels > 1:
+                _parameters_to_buffers(self.project)
 
     def forward(self, x: Tensor, residual: Tensor | None = None, children: list[Tensor] | None = None) -> Tensor:
         # ``residual`` is accepted for call compatibility with blocks; a tree computes its own.
@@ -106,6 +109,15 @@ class Tree(nn.Module):
         x1 = self.tree1(x)
         children.append(x1)
         return self.tree2(x1, children=children)
+
+
+def _parameters_to_buffers(module: nn.Module) -> None:
+    """Turn every parameter of ``module`` into a buffer of the same name: the state-dict keys and shapes stay
+    (checkpoints load as before), but optimisers and DDP no longer see the tensors."""
+    for sub in module.modules():
+        for name, param in list(sub.named_parameters(recurse=False)):
+            delattr(sub, name)
+            sub.register_buffer(name, param.detach())
 
 
 def conv_level(inplanes: int, planes: int, convs: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
