@@ -19,6 +19,7 @@ from centernet.models.heads import HEATMAP_PRIOR
 from centernet.presets import get_preset
 from centernet.tasks import TASKS, DddTask, build_task, guess_task
 from centernet.tasks.ddd import GT_BOXES_KEY, ORIGINAL_CLASS_ORDER, gt_boxes3d
+from helpers.detections import assert_same_detections
 
 KITTI_SIZE = (1242, 375)
 
@@ -180,10 +181,13 @@ def test_onnx_export_and_onnxruntime_match_pytorch(synthetic, tmp_path):
         path = export_onnx(model, task, cfg, tmp_path / f"ddd_{decode}.onnx", decode=decode)
         onnx = scorer_results(OnnxRunner(path), task, source, settings, progress=False)
         assert len(onnx) == len(eager)
-        for a, b in zip(eager[:50], onnx[:50]):
-            assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+
+        def same_3d(a: dict, b: dict) -> None:
             assert a["location"] == pytest.approx(b["location"], abs=1e-2)
             assert a["rotation_y"] == pytest.approx(b["rotation_y"], abs=1e-3)
+
+        # by identity: near-equal scores may swap places between the two runtimes
+        assert assert_same_detections(eager, onnx, score_tol=1e-4, box_tol=0.05, compare=same_3d) >= 50
     sample = source.samples[0]
     pred = onnx_predictor(path)(read_image(sample.path), meta={"calib": sample.calib})
     assert pred.rows.shape == (task.K, 17)
