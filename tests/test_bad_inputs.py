@@ -313,7 +313,7 @@ CASES = [
     Case("A9", "--batch-size 0", FAILS,
          lambda e, t: e.train("--batch-size", "0"), lambda e, t: ["train.batch_size must be at least 1"]),
     Case("A10", "an input size the network cannot take", FAILS,
-         lambda e, t: e.train("--set", "data.input_size=[65,65]"), lambda e, t: ["must be positive multiples of 32"]),
+         lambda e, t: e.train("--set", "data.input_size=[65,65]"), lambda e, t: ["output maps whose sides are multiples of 8"]),
     Case("A11", "an unknown --device", FAILS,
          lambda e, t: e.train("--device", "gpu"), lambda e, t: ["unknown device 'gpu'"]),
     Case("A12", "a learning rate that makes the loss NaN", FAILS,

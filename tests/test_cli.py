@@ -6,6 +6,8 @@ import pytest
 
 from centernet.cli import main
 from centernet.data import make_synthetic_dataset
+from centernet.engine.rundir import validate_train_config
+from centernet.presets import PRESETS, get_preset
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +56,40 @@ def test_oracle_eval_without_checkpoint(trained, capsys):
     assert metrics["AP50"] > 0.95
 
 
+def test_config_test_flip_is_evals_default_and_the_flag_wins(trained, tmp_path, monkeypatch):
+    """A checkpoint whose config has data.test_flip on is evaluated with the flip test without --flip, by the CLI
+    and the facade; --no-flip (flip=False) turns it off, --flip turns it on for a config without it."""
+    import centernet.engine.evaluator as evaluator
+    from centernet import CenterNet
+    from centernet.builders import load_checkpoint
+    from centernet.engine.checkpoint import save_checkpoint
+
+    data, out = trained
+    cfg, model, _ = load_checkpoint(out / "last.pth")
+    assert cfg.data.test_flip is False  # the default of every preset but cornernet_hg104_coco
+    cfg.data.test_flip = True
+    flip_ckpt = save_checkpoint(tmp_path / "flip.pth", cfg, model)
+    flips = []
+    real = evaluator.evaluate
+
+    def recording(model, task, source, settings=None, *args, **kwargs):
+        flips.append(settings.flip)
+        return real(model, task, source, settings, *args, **kwargs)
+
+    monkeypatch.setattr(evaluator, "evaluate", recording)
+    common = ["--data", str(data["val_ann"]), "--workers", "0"]
+    assert main(["eval", str(flip_ckpt), *common]) == 0
+    assert main(["eval", str(flip_ckpt), *common, "--no-flip"]) == 0
+    assert main(["eval", str(out / "last.pth"), *common]) == 0
+    assert main(["eval", str(out / "last.pth"), *common, "--flip"]) == 0
+    assert flips == [True, False, False, True]
+    facade = CenterNet(str(flip_ckpt), device="cpu", progress=False)
+    facade.val(data=str(data["val_ann"]))
+    facade.val(data=str(data["val_ann"]), flip=False)
+    assert flips[4:] == [True, False]
+    assert facade.predictor().settings.flip and not facade.predictor(flip=False).settings.flip
+
+
 def test_errors_name_the_problem(tmp_path, capsys):
     assert main(["eval", "--oracle", "--data", str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
@@ -72,3 +108,11 @@ def test_demo_runs_end_to_end(tmp_path):
 
     summary = run_demo(tmp_path / "demo", epochs=1, num_train=16, num_val=4, progress=False)
     assert Path(summary["picture"]).is_file() and 0.0 <= summary["AP50"] <= 1.0
+
+
+@pytest.mark.parametrize("name", PRESETS.names())
+def test_every_preset_passes_the_training_config_check(name: str) -> None:
+    """Each preset trains as it stands (CornerNet's 511 x 511 input included: its map is 128 x 128)."""
+    cfg = get_preset(name)
+    cfg.data.train, cfg.train.device = "train.json", "cpu"
+    validate_train_config(cfg)

@@ -11,7 +11,7 @@ from centernet.builders import model_from_config, open_source, set_classes, task
 from centernet.config import ExperimentConfig
 from centernet.data import make_synthetic_dataset, read_image
 from centernet.data.pipeline import TrainDataset, collate
-from centernet.data.transforms import output_side
+from centernet.data.transforms import output_side, padded_size, prepare_test_image
 from centernet.engine.analyze import analysis_rows, error_analysis, format_table
 from centernet.engine.evaluator import EvalSettings, evaluate
 from centernet.engine.inference import run_pass
@@ -176,6 +176,90 @@ def test_flip_and_multi_scale_tests_run_and_merge(shapes) -> None:
     assert len(both.results) >= len(single.results)  # twice the passes, merged by soft-NMS
 
 
+# -- the original's test input and corner targets ------------------------------------------------------------
+def test_keep_res_input_is_the_originals() -> None:
+    """keep_res pads each side to n | 127 (480 -> 511, 640 -> 767; CenterNet: (n | 127) + 1), copies the image
+    in at an integer offset (centre pixel on centre pixel) and maps the map back with in / out per side."""
+    assert [padded_size(n, 127, "cornernet") for n in (480, 511, 512, 640)] == [511, 511, 639, 767]
+    assert [padded_size(n, 127) for n in (480, 511, 640)] == [512, 512, 768]  # CenterNet unchanged
+    with pytest.raises(ValueError, match="pad style"):
+        padded_size(480, 127, "corner")
+    rng = np.random.RandomState(0)
+    image = rng.randint(1, 255, (480, 640, 3)).astype(np.uint8)
+    zeros, ones = np.zeros(3, np.float32), np.ones(3, np.float32)
+    prepared = prepare_test_image(image, zeros, ones, None, 127, 4, pad_style="cornernet")
+    assert prepared.image.shape == (3, 511, 767) and prepared.output_size == (192, 128)
+    dy, dx = 255 - 240, 383 - 320  # canvas centre (inp // 2) minus image centre (n // 2)
+    np.testing.assert_allclose(prepared.image[:, dy:dy + 480, dx:dx + 640] * 255, image.transpose(2, 0, 1), atol=1e-3)
+    assert prepared.image[:, :dy].max() == 0 and prepared.image[:, :, dx + 640:].max() == 0
+    np.testing.assert_allclose(prepared.trans_inv, [[767 / 192, 0, -dx], [0, 511 / 128, -dy]])
+    centernet = prepare_test_image(image, zeros, ones, None, 127, 4)
+    assert centernet.image.shape == (3, 512, 768) and centernet.trans_inv is None
+    # a side already of the form n | 127 keeps its size and loses its last pixel, as the original's crop
+    odd = prepare_test_image(image[:, :511], zeros, ones, None, 127, 4, pad_style="cornernet")
+    assert odd.image.shape[2] == 511 and odd.image[:, dy:dy + 480, -1].max() == 0
+    np.testing.assert_allclose(odd.image[:, dy:dy + 480, :510] * 255, image[:, :510].transpose(2, 0, 1), atol=1e-3)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_keep_res_detections_come_back_to_the_image(flip: bool) -> None:
+    """The predictor tests a CornerNet task with its own keep_res layout (an odd input side) and maps the
+    corners of perfect maps back onto the image's boxes, with and without the flip test."""
+    task = build_task("cornernet", 2)
+    image = np.zeros((100, 140, 3), np.uint8)
+    boxes = np.array([[10.5, 20.25, 90.0, 70.5], [60.0, 5.0, 130.0, 95.0]], np.float32)  # image pixels
+    labels, ignore = np.array([0, 1]), np.zeros(2, bool)
+    inp_w, inp_h, out_w, out_h = 140 | 31, 100 | 31, 40, 32  # 159 x 127 -> a 40 x 32 map
+    on_map = boxes.copy()
+    on_map[:, [0, 2]] = (boxes[:, [0, 2]] + (inp_w // 2 - 70)) * out_w / inp_w
+    on_map[:, [1, 3]] = (boxes[:, [1, 3]] + (inp_h // 2 - 50)) * out_h / inp_h
+    mirrored = on_map.copy()
+    mirrored[:, [0, 2]] = out_w - on_map[:, [2, 0]]
+    seen = []
+
+    def maps(b: np.ndarray) -> dict[str, torch.Tensor]:
+        return cornernet_oracle_maps(collate([encode_corners(b, labels, ignore, out_w, out_h, 2, 4)]))
+
+    def runner(images: torch.Tensor) -> dict[str, torch.Tensor]:
+        seen.append(tuple(images.shape))
+        halves = [maps(on_map)] + ([maps(mirrored)] if images.shape[0] == 2 else [])
+        return {k: torch.cat([h[k] for h in halves]) for k in halves[0]}
+
+    predictor = Predictor(None, task, EvalSettings(input_size=None, pad=31, flip=flip), ["a", "b"], runner=runner)
+    rows = predictor(image).rows
+    assert seen == [(1 + flip, 3, inp_h, inp_w)]
+    best = rows[rows[:, 4] > 0.5]
+    best = best[np.argsort(best[:, 5])]
+    assert len(best) == 2
+    np.testing.assert_allclose(best[:, :4], boxes, atol=1e-3)
+
+
+def test_corner_targets_are_clipped_as_the_originals(tmp_path) -> None:
+    """A box touching the image's right and bottom edges: its bottom-right corner is clipped to the 511 input's
+    last pixel, 510 * 128 / 511 = 127.75 on the 128 map (the original's rule), not to the map's last pixel
+    127; ctdet's targets of the same box still clip at 127."""
+    import json
+
+    import cv2
+
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.full((64, 64, 3), 128, np.uint8))
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 64}],
+            "categories": [{"id": 1, "name": "thing"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [8.0, 16.0, 56.0, 48.0],
+                             "area": 2688.0, "iscrowd": 0}]}
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    source = open_source(str(tmp_path / "ann.json"), str(tmp_path / "images"))
+    item = TrainDataset(source, build_task("cornernet", 1), (511, 511), augment=False)[0]
+    bound = 510 * 128 / 511  # 127.7495
+    assert item["br_ind"][0] == 127 * 128 + 127 and item["tag_mask"][0] == 1
+    np.testing.assert_allclose(item["br_regr"][0], [bound - 127, bound - 127], atol=1e-4)
+    np.testing.assert_allclose(item["tl_regr"][0], [16 % 1, 32 % 1], atol=1e-4)  # (8, 16) x 2 -> (16, 32)
+    assert item["augmented"] == 0
+    ctdet = TrainDataset(source, build_task("ctdet", 1), (512, 512), augment=False)[0]
+    np.testing.assert_allclose(ctdet["wh"][0], [127 - 16, 127 - 32], atol=1e-4)
+
+
 def test_error_analysis_rows(shapes) -> None:
     source = open_source(str(shapes["val_ann"]))
     task = build_task("cornernet", 3)
@@ -207,6 +291,10 @@ def test_predictor_draws_boxes_and_corners(shapes) -> None:
 def test_presets() -> None:
     cfg = get_preset("cornernet_hg104_coco")
     assert (cfg.model.arch, cfg.task.name, cfg.data.input_size) == ("cornernet", "cornernet", (511, 511))
+    settings = EvalSettings.from_config(cfg)  # tested as the original: keep_res n | 127, always flipped
+    assert settings.input_size is None and settings.pad == 127 and settings.flip
+    assert task_from_config(cfg).test_pad_style == "cornernet"
+    assert not EvalSettings.from_config(get_preset("cornernet_cpu_small")).flip
     assert (cfg.train.batch_size, cfg.train.lr) == (49, 2.5e-4)
     iterations_per_epoch = 118_287 / 49
     assert cfg.train.epochs == round(500_000 / iterations_per_epoch)

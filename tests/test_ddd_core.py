@@ -12,6 +12,7 @@ from centernet.data.kitti import KittiDetection, read_label_file
 from centernet.data.pipeline import collate, warp_sample
 from centernet.data.synthetic_kitti import make_synthetic_kitti
 from centernet.data.transforms import get_affine_transform
+from centernet.decode import gather_feat
 from centernet.postprocess import to_image_coords
 from centernet.tasks.ddd_core import (
     COLUMNS, IGNORE_PEAK, POINT_COLUMNS, ROW_2D, ROW_3D, activate_ddd, ddd_heads, ddd_losses, ddd_postprocess,
@@ -188,6 +189,101 @@ def test_losses_are_means_over_objects_and_vanish_at_the_truth(synthetic):
     assert torch.allclose(activate_ddd(raw)["dep"], oracle["dep"], atol=1e-3)
     terms = ddd_losses(raw, batch)
     assert all(terms[k] < 1e-3 for k in ("dep", "rot", "dim", "wh", "reg")), terms
+
+
+def _two_objects(slots: int = 50, augmented: float = 0.0, seed: int = 0):
+    """A batch of one image with 2 objects in ``slots`` slots, and random raw head maps (8 x 6 map)."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = 6, 8
+    t = {"hm": torch.zeros(1, 3, h, w), "ind": torch.zeros(1, slots, dtype=torch.long),
+         "reg_mask": torch.zeros(1, slots), "dep": torch.zeros(1, slots, 1), "dim": torch.zeros(1, slots, 3),
+         "wh": torch.zeros(1, slots, 2), "reg": torch.zeros(1, slots, 2),
+         "rotbin": torch.zeros(1, slots, 2, dtype=torch.long), "rotres": torch.zeros(1, slots, 2),
+         "augmented": torch.tensor([augmented])}
+    t["hm"][0, 1, 2, 3] = t["hm"][0, 0, 4, 6] = 1
+    t["ind"][0, :2] = torch.tensor([2 * w + 3, 4 * w + 6])
+    t["reg_mask"][0, :2] = 1
+    t["dep"][0, :2, 0] = torch.tensor([12.0, 30.0])
+    t["dim"][0, :2] = torch.tensor([[1.5, 1.6, 3.9], [1.7, 0.6, 0.8]])
+    t["wh"][0, :2] = torch.tensor([[4.0, 3.0], [1.5, 2.5]])
+    t["reg"][0, :2] = torch.tensor([[0.25, 0.5], [0.75, 0.125]])
+    t["rotbin"][0, :2] = torch.tensor([[1, 0], [1, 1]])
+    t["rotres"][0, :2] = torch.tensor([[0.3, 0.0], [1.2, -1.9]])
+    t["rot_mask"] = t["reg_mask"].clone()
+    outputs = {name: torch.randn(1, n, h, w, generator=g) for name, n in ddd_heads(3).items()}
+    return outputs, t
+
+
+def test_original_loss_norm_divides_by_every_slot_and_skips_augmented_depth_and_size():
+    """loss_norm="original" (the original code's ddd losses): with 2 objects in 50 slots the L1 terms are 2 / 50
+    of the per-object means; depth and dims vanish on an augmented image (wh and reg stay); the bin
+    cross-entropy also averages over the 48 empty slots, each adding log 2 (zeroed logits, bin 0)."""
+    outputs, batch = _two_objects()
+    ours, original = ddd_losses(outputs, batch), ddd_losses(outputs, batch, "original")
+    for name in ("dep", "dim", "wh", "reg"):
+        # ours divides by the masked elements + 1e-4, hence the tolerance
+        assert original[name].item() == pytest.approx(ours[name].item() * 2 / 50, rel=1e-4), name
+    assert original["hm"] == ours["hm"]
+    rot = gather_feat(outputs["rot"], batch["ind"])[0, :2]  # [2, 8] the objects' logits
+    residual = ours["rot"].item()
+    for b, first in enumerate((0, 4)):
+        ce = torch.nn.functional.cross_entropy(rot[:, first:first + 2], batch["rotbin"][0, :2, b], reduction="none")
+        residual -= ce.mean().item()  # ours: a mean over the 2 objects
+    expected = residual + sum(
+        (torch.nn.functional.cross_entropy(rot[:, f:f + 2], batch["rotbin"][0, :2, b], reduction="sum").item()
+         + 48 * math.log(2)) / 50 for b, f in enumerate((0, 4)))
+    assert original["rot"].item() == pytest.approx(expected, rel=1e-5)
+    augmented = ddd_losses(outputs, {**batch, "augmented": torch.tensor([1.0])}, "original")
+    assert augmented["dep"] == 0 and augmented["dim"] == 0
+    for name in ("hm", "rot", "wh", "reg"):
+        assert augmented[name] == original[name], name
+    # the default ignores the flag and the padding: more slots change nothing
+    assert ddd_losses(outputs, {**batch, "augmented": torch.tensor([1.0])})["dep"] == ours["dep"]
+    wide_outputs, wide = _two_objects(slots=80)
+    assert ddd_losses(wide_outputs, wide)["dim"].item() == pytest.approx(ours["dim"].item(), rel=1e-6)
+    assert ddd_losses(wide_outputs, wide, "original")["dim"].item() == pytest.approx(
+        ours["dim"].item() * 2 / 80, rel=1e-4)
+    with pytest.raises(ValueError, match="loss_norm"):
+        ddd_losses(outputs, batch, "slots")
+
+
+def test_loss_norm_option_reaches_the_task_and_halves_the_augmentation(synthetic):
+    """task.options.loss_norm="original" is the task's loss and makes half the training images unaugmented
+    (the original's aug_ddd 0.5) unless data.augment_prob is set; items say which were augmented."""
+    from centernet.builders import task_from_config
+    from centernet.data.pipeline import TrainDataset
+    from centernet.engine.trainer import train_dataset
+    from centernet.presets import get_preset
+    from centernet.tasks import build_task
+
+    cfg = get_preset("ddd_cpu_small")
+    assert task_from_config(cfg).loss_norm == "objects" and task_from_config(cfg).augment_prob == 1.0
+    cfg.task.options = {"loss_norm": "original"}
+    task = task_from_config(cfg)
+    assert task.loss_norm == "original" and task.augment_prob == 0.5
+    with pytest.raises(ValueError, match="loss_norm"):
+        build_task("ddd", 3, loss_norm="slots")
+    assert train_dataset(cfg, synthetic, task).augment_prob == 0.5
+    cfg.data.augment_prob = 1.0  # an explicit value wins
+    assert train_dataset(cfg, synthetic, task).augment_prob == 1.0
+    ds = TrainDataset(synthetic, task, (320, 96), scale_jitter=0.3, shift_jitter=0.1, flip_prob=0.0,
+                      color=False, random_crop=False)
+    plain = TrainDataset(synthetic, task, (320, 96), augment=False)
+    flags = []
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            item = ds[i]
+            flags.append(float(item["augmented"]))
+            if not item["augmented"]:  # the test geometry, exactly
+                np.testing.assert_array_equal(item["input"], plain[i]["input"])
+                np.testing.assert_array_equal(item["ind"], plain[i]["ind"])
+    assert 0 < sum(flags) < len(flags)
+    batch = collate([ds[i] for i in range(len(ds))])
+    outputs = _outputs(len(ds), out=(80, 24))
+    assert task.loss([outputs], batch)[1]["dep"] == ddd_losses(outputs, batch, "original")["dep"]
+    assert all(float(TrainDataset(synthetic, build_task("ddd", 3), (320, 96))[i]["augmented"]) == 1.0
+               for i in range(3))  # the default: every training image augmented
 
 
 def test_decode_layout_on_a_hand_built_map():

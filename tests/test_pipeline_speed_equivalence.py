@@ -12,7 +12,8 @@ from helpers.frozen_pipeline import frozen_item
 
 
 def assert_same_item(new: dict, old: dict) -> None:
-    assert new.keys() - {"image_size"} == old.keys()  # the seam's per-image meta added image_size
+    # the seam's per-image meta added image_size; augment_prob added the per-image "augmented" flag
+    assert new.keys() - {"image_size", "augmented"} == old.keys()
     np.testing.assert_array_equal(new["image_size"] > 0, True)
     for key, expected in old.items():
         got = new[key]

@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 
 from centernet.data.transforms import (
-    affine_transform, get_affine_transform, padded_size, prepare_test_image, sample_augment,
+    affine_transform, get_affine_transform, padded_size, prepare_test_image, sample_augment, warp_affine,
+    warp_affine_exact,
 )
 
 
@@ -49,3 +51,34 @@ def test_keep_res_padding_follows_the_backbone():
     assert eval_settings(cfg).pad == 31
     cfg.data.test_pad = 63  # an explicit value wins
     assert eval_settings(cfg).pad == 63
+
+
+def _bilinear_reference(image: np.ndarray, trans: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The definition in float64 NumPy: sample at inverse(trans) @ (x, y, 1), taps outside the image are 0."""
+    (out_w, out_h), (height, width) = size, image.shape[:2]
+    inv = np.linalg.inv(np.vstack([trans, [0, 0, 1]]))[:2]
+    ys, xs = np.mgrid[0:out_h, 0:out_w].astype(np.float64)
+    src_x, src_y = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2], inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    x0, y0 = np.floor(src_x).astype(int), np.floor(src_y).astype(int)
+    fx, fy = (src_x - x0)[..., None], (src_y - y0)[..., None]
+
+    def tap(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        inside = ((x >= 0) & (x < width) & (y >= 0) & (y < height))[..., None]
+        return image[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)].astype(np.float64) * inside
+
+    return ((tap(y0, x0) * (1 - fx) + tap(y0, x0 + 1) * fx) * (1 - fy)
+            + (tap(y0 + 1, x0) * (1 - fx) + tap(y0 + 1, x0 + 1) * fx) * fy)
+
+
+@pytest.mark.parametrize("warp", [warp_affine, warp_affine_exact])
+@pytest.mark.parametrize("rot", [0.0, 17.0])
+def test_affine_warp_is_the_exact_bilinear_warp_with_any_opencv(warp, rot: float) -> None:
+    """OpenCV 4 quantises source positions to 1/32 pixel (a sharp edge moves by up to 7 grey levels), OpenCV 5
+    does not: the pipeline's warp gives the exact values, rounded, with either (and a shift of the edge)."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    image[:, 20:] = 255  # a sharp vertical edge, where a quantised position shows most
+    trans = get_affine_transform(np.array([25.3, 17.9], np.float32), 61.7, rot, (48, 40))
+    out = warp(image, trans, (48, 40))
+    assert out.dtype == np.uint8 and out.shape == (40, 48, 3)
+    assert np.abs(out - _bilinear_reference(image, trans, (48, 40))).max() <= 0.5 + 1e-3

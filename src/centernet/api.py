@@ -151,16 +151,17 @@ class CenterNet:
         return self.loaded
 
     # -- prediction ----------------------------------------------------------------------------------------
-    def predictor(self, flip: bool = False, scales: Sequence[float] = (1.0,), keep_res: bool = False,
+    def predictor(self, flip: bool | None = None, scales: Sequence[float] = (1.0,), keep_res: bool = False,
                   precision: str = "fp32") -> Predictor:
-        """The :class:`Predictor` the CLI would use with these test options (kept between calls)."""
+        """The :class:`Predictor` the CLI would use with these test options (kept between calls); ``flip``
+        None: the model's ``data.test_flip``."""
         key = (flip, tuple(scales), keep_res, precision)
         if self._predictor is None or self._predictor[0] != key:
             loaded = self._require()
             self._predictor = (key, runs.predictor(loaded, "cpu" if loaded.kind == "onnx" else self.device, *key))
         return self._predictor[1]
 
-    def predict(self, source: Any, score: float = 0.3, rgb: bool = False, flip: bool = False,
+    def predict(self, source: Any, score: float = 0.3, rgb: bool = False, flip: bool | None = None,
                 scales: Sequence[float] = (1.0,), keep_res: bool = False, batch: int = 1,
                 workers: int = 0, precision: str = "fp32") -> list[Result]:
         """Detections on ``source``: an image path, a folder, a glob, a BGR array (``rgb=True``: RGB), a PIL
@@ -236,10 +237,11 @@ class CenterNet:
         return cfg
 
     def val(self, data: str, split: str | None = None, images: str | None = None, report: str | None = None,
-            flip: bool = False, scales: Sequence[float] = (1.0,), keep_res: bool = False,
+            flip: bool | None = None, scales: Sequence[float] = (1.0,), keep_res: bool = False,
             workers: int = 0, precision: str = "fp32") -> dict[str, float]:
-        """The metrics of ``centernet eval`` on ``data`` (fractions); ``report``: a folder for the PR curves,
-        AP table, confusion matrix and mosaic."""
+        """The metrics of ``centernet eval`` on ``data`` (fractions); ``flip`` None: the model's
+        ``data.test_flip`` (on for CornerNet's paper preset); ``report``: a folder for the PR curves, AP table,
+        confusion matrix and mosaic."""
         loaded = self._require()
         device = "cpu" if loaded.kind == "onnx" else self.device
         result = runs.evaluate(loaded, data, images, split, device, workers, flip, scales, keep_res, report,

@@ -41,7 +41,9 @@ def _scales(text: str) -> tuple[float, ...]:
 
 
 def _add_test_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--flip", action="store_true", help="flip test: the image and its mirror (default: off)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip test: the image and its mirror; --no-flip: without (default: the model's "
+                        "data.test_flip, on for cornernet_hg104_coco as the original, else off)")
     p.add_argument("--scales", type=_scales, default=(1.0,),
                    help="multi-scale test, e.g. 0.5,0.75,1,1.25,1.5, merged with soft-NMS (default: 1)")
     p.add_argument("--keep-res", action="store_true",

@@ -41,11 +41,17 @@ class DataConfig:
     shift_jitter: float = 0.1
     flip_prob: float = 0.5
     color_aug: bool = True
+    # share of training images that are augmented at all (crop / scale / shift, flip, colour); the others go in
+    # as at test time. None: the task's (1; ddd with task.options.loss_norm="original": 0.5, the original's aug_ddd)
+    augment_prob: float | None = None
     max_objects: int = 128
     num_workers: int = 2
     verify: bool = True  # check every image once before training (exists, decodes, annotated size)
     test_keep_res: bool = False  # test on the padded original size instead of warping to input_size
-    test_pad: int | None = None  # keep_res padding (n | pad) + 1; None: the backbone's (31, Hourglass 127)
+    # keep_res padding: each side (n | pad) + 1, CornerNet's n | pad (the task's layout, see prepare_test_image);
+    # None: the backbone's pad (31, Hourglass 127)
+    test_pad: int | None = None
+    test_flip: bool = False  # eval and predict flip-test by default (the image and its mirror); --no-flip wins
 
 
 @dataclass

@@ -96,13 +96,15 @@ def multi_pose_cpu_small() -> ExperimentConfig:
 # CornerNet (SPEC 7): 511x511 crops (128x128 output maps), batch 49, Adam 2.5e-4, 500k iterations with the lr
 # divided by 10 after 450k (the original's config/CornerNet.json). As epochs of COCO train2017 (118,287 images,
 # the same images as the original's trainval35k): 500,000 x 49 / 118,287 = 207.1 -> 207 epochs, the drop at
-# 450,000 x 49 / 118,287 = 186.4 -> epoch 186. Tested like the original: the whole image padded to
-# (n | 127) + 1 (keep_res), flip test and soft-NMS from the task.
+# 450,000 x 49 / 118,287 = 186.4 -> epoch 186. Tested like the original (its test/coco.py): the whole image
+# padded to n | 127 (keep_res with the CornerNet task's layout: 480 -> 511, a 128 output map), always with the
+# flip test (data.test_flip; `eval --no-flip` turns it off), soft-NMS from the task.
 @PRESETS.register("cornernet_hg104_coco")
 def cornernet_hg104_coco() -> ExperimentConfig:
     cfg = _coco("cornernet", 49, 2.5e-4, 207, (186,), task="cornernet")
     cfg.data.input_size = (511, 511)
     cfg.data.test_keep_res = True
+    cfg.data.test_flip = True
     return cfg
 
 

@@ -173,12 +173,18 @@ def oracle(data: str, images: str | None = None, split: str | None = None, task:
     return Loaded(cfg, task_from_config(cfg), source=data, kind="oracle"), source
 
 
+def _test_options(flip: bool | None, **options: Any) -> dict[str, Any]:
+    """EvalSettings overrides: ``flip`` only when chosen (None: the configuration's ``data.test_flip``)."""
+    return options if flip is None else {**options, "flip": bool(flip)}
+
+
 def evaluate(loaded: Loaded, data: str | DetectionSource, images: str | None = None, split: str | None = None,
-             device: str = "cpu", workers: int = 0, flip: bool = False, scales: Sequence[float] = (1.0,),
+             device: str = "cpu", workers: int = 0, flip: bool | None = None, scales: Sequence[float] = (1.0,),
              keep_res: bool = False, report: str | Path | None = None, verbose: bool = False,
              progress: bool = True, precision: str = "fp32") -> EvalResult:
-    """Metrics of ``loaded`` on ``data`` (a path or an opened data set); ``report``: a folder for the PR
-    curves, AP table, confusion matrix and mosaic of this evaluation."""
+    """Metrics of ``loaded`` on ``data`` (a path or an opened data set); ``flip`` None: the configuration's
+    ``data.test_flip``; ``report``: a folder for the PR curves, AP table, confusion matrix and mosaic of this
+    evaluation."""
     from .data.verify import verify_source
     from .engine.evaluator import evaluate as run_evaluation
     from .engine.run_reports import evaluation_reports
@@ -188,7 +194,8 @@ def evaluate(loaded: Loaded, data: str | DetectionSource, images: str | None = N
     check_classes(source, task, data)
     if cfg.data.verify:
         verify_source(source, "evaluation", progress=progress)  # a wrong image size would lower every metric
-    settings = eval_settings(cfg, flip=flip, num_workers=workers, scales=tuple(scales), precision=precision)
+    settings = eval_settings(cfg, **_test_options(flip, num_workers=workers, scales=tuple(scales),
+                                                  precision=precision))
     if keep_res:
         settings.input_size = None
     elif loaded.kind == "oracle" and settings.input_size is None:  # the oracle needs the training geometry
@@ -220,11 +227,11 @@ def analyze(loaded: Loaded, data: str | DetectionSource, images: str | None = No
 
 
 # ------------------------------------------------------------------------------------------ prediction, export
-def predictor(loaded: Loaded, device: str = "cpu", flip: bool = False, scales: Sequence[float] = (1.0,),
+def predictor(loaded: Loaded, device: str = "cpu", flip: bool | None = None, scales: Sequence[float] = (1.0,),
               keep_res: bool = False, precision: str = "fp32") -> Predictor:
-    """A :class:`Predictor` around ``loaded`` with the test options."""
+    """A :class:`Predictor` around ``loaded`` with the test options (``flip`` None: ``data.test_flip``)."""
     cfg = loaded.cfg
-    settings = eval_settings(cfg, flip=flip, scales=tuple(scales), precision=precision)
+    settings = eval_settings(cfg, **_test_options(flip, scales=tuple(scales), precision=precision))
     if keep_res:
         settings.input_size = None
     if loaded.model is not None:

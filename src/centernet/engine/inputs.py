@@ -82,13 +82,14 @@ class TestPreparer:
     down_ratio: int
     scales: tuple[float, ...] = (1.0,)
     meta: Mapping[str, Any] | None = None  # per-image metadata every image gets (e.g. {"calib": P2})
+    pad_style: str = "centernet"  # keep_res layout (centernet.data.transforms.PAD_STYLES)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "TestPreparer":
-        """From :class:`~centernet.engine.evaluator.EvalSettings`."""
+    def from_settings(cls, settings: Any, pad_style: str = "centernet") -> "TestPreparer":
+        """From :class:`~centernet.engine.evaluator.EvalSettings` (and the keep_res layout to use)."""
         size = tuple(settings.input_size) if settings.input_size is not None else None
         return cls(tuple(settings.mean), tuple(settings.std), size, settings.pad, settings.down_ratio,
-                   tuple(settings.scales) or (1.0,))
+                   tuple(settings.scales) or (1.0,), pad_style=pad_style)
 
     def __call__(self, image: np.ndarray, image_id: int = 0,
                  meta: Mapping[str, Any] | None = None) -> list[dict[str, np.ndarray]]:
@@ -96,7 +97,8 @@ class TestPreparer:
         h, w = image.shape[:2]
         base = {"image_id": np.int64(image_id), "image_size": np.array([w, h], np.float32)}
         base.update({k: np.asarray(v, dtype=np.float32) for k, v in {**(self.meta or {}), **(meta or {})}.items()})
-        return [test_item(prepare_test_image(image, mean, std, self.input_size, self.pad, self.down_ratio, s), base)
+        return [test_item(prepare_test_image(image, mean, std, self.input_size, self.pad, self.down_ratio, s,
+                                             self.pad_style), base)
                 for s in self.scales]
 
 

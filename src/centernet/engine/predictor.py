@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..data.io import DataError
 from ..tasks.base import Task
 from ..visualize import heatmap_overlay
-from .evaluator import EvalSettings, image_meta
+from .evaluator import EvalSettings, image_meta, pad_style
 from .inference import Runner, as_runner, predict_passes
 from .inputs import Frame, TestPreparer, VideoFrames, expand_inputs, image_batches, is_video
 
@@ -55,7 +55,7 @@ class Predictor:
         self.class_names = class_names
         self.cat_ids = cat_ids or list(range(1, task.num_classes + 1))
         self.runner = as_runner(runner if runner is not None else self.model, task, settings.precision, device)
-        self.preparer = TestPreparer.from_settings(settings)
+        self.preparer = TestPreparer.from_settings(settings, pad_style(settings, task))
 
     def passes(self, image: np.ndarray, meta: Mapping[str, Any] | None = None) -> list[dict[str, torch.Tensor]]:
         """One single-image batch per test scale: input, trans_inv and the image's meta (image size, plus

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..config import ExperimentConfig, override
+from ..data.transforms import output_side
 from . import distributed as dist_utils
 from .checkpoint import atomic_write, checkpoint_config, read_checkpoint
 
@@ -200,10 +201,13 @@ def validate_train_config(cfg: ExperimentConfig) -> None:
     from .distributed import resolve_device
 
     resolve_device(t.device)  # a device this machine lacks is refused before any work
+    # the strided layers round up, so what must divide evenly is the output map (511 -> 128, as CornerNet's)
     multiple = INPUT_MULTIPLE.get(cfg.model.arch)
-    if multiple and any(v <= 0 or v % multiple for v in d.input_size):
-        raise ValueError(f"data.input_size {list(d.input_size)} must be positive multiples of {multiple} "
-                         f"for {cfg.model.arch}")
+    if multiple and any(v <= 0 or output_side(v, d.down_ratio) % max(1, multiple // d.down_ratio)
+                        for v in d.input_size):
+        raise ValueError(f"data.input_size {list(d.input_size)} must be positive and give output maps whose "
+                         f"sides are multiples of {multiple // d.down_ratio} for {cfg.model.arch} (e.g. "
+                         f"multiples of {multiple}, or one less)")
 
 
 # ------------------------------------------------------------------------------------------ files

@@ -55,7 +55,7 @@ def train_dataset(cfg: ExperimentConfig, source: DetectionSource, task: Task) ->
     d = cfg.data
     return TrainDataset(source, task, d.input_size, d.down_ratio, d.mean, d.std, augment=True,
                         random_crop=d.random_crop, scale_jitter=d.scale_jitter, shift_jitter=d.shift_jitter,
-                        flip_prob=d.flip_prob, color=d.color_aug, seed=cfg.train.seed)
+                        flip_prob=d.flip_prob, color=d.color_aug, seed=cfg.train.seed, augment_prob=d.augment_prob)
 
 
 POSTFIX_EVERY = 10  # steps between progress-bar loss updates (each one a host sync)

@@ -55,6 +55,10 @@ class Task:
     flip_test: ClassVar[str | None] = "maps"
     #: whether training may mirror images (``flip_fields`` moves the task's own fields)
     can_flip: ClassVar[bool] = True
+    #: keep_res test layout (``centernet.data.transforms.PAD_STYLES``): "centernet" or the original CornerNet's
+    test_pad_style: ClassVar[str] = "centernet"
+    #: share of training images augmented at all when ``data.augment_prob`` is None
+    augment_prob: float = 1.0
     #: keyword arguments the data reader needs for this task (e.g. {"keypoints": True})
     data_options: ClassVar[dict[str, Any]] = {}
     #: error analysis: (row label, heads replaced by the ground truth), in the order of the paper's table

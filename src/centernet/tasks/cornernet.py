@@ -7,9 +7,12 @@ Heads (per stack): ``tl_heat`` / ``br_heat`` (C, heatmap prior), ``tl_tag`` / ``
 ``cornernet_targets``, ``cornernet_losses`` and ``cornernet_decode``; detection rows are ctdet's
 (x1, y1, x2, y2, score, class).
 
-Test time as the original: the flip test decodes the image and its mirror separately and merges their
-detections (``flip_test = "detections"``, mirror mapped back with x -> map width - x); every test (one pass
-included) ends with per-class Gaussian soft-NMS and the top ``max_detections``.
+Test time as the original: a keep_res input is the image padded to n | 127 per side (480 -> 511, not 512),
+copied in at an integer offset and mapped back with the ratio input / output of each side (511 / 128), not
+a fixed 4 (``test_pad_style = "cornernet"``, see ``data.transforms.prepare_test_image``); the flip test
+decodes the image and its mirror separately and merges their detections (``flip_test = "detections"``,
+mirror mapped back with x -> map width - x); every test (one pass included) ends with per-class Gaussian
+soft-NMS and the top ``max_detections``. The paper preset tests with the flip on (``data.test_flip``).
 
 Error analysis (the CornerNet paper's Table 6): the network's maps with the ground truth substituted for
 the corner heatmaps, then for the heatmaps and the offsets. The embeddings stay the network's in both
@@ -87,6 +90,7 @@ class CornerNetTask(Task):
     heatmap_heads = HEAT_HEADS
     head_branches = {head: _BRANCHES[head[:2]] for head in HEAT_HEADS + TAG_HEADS + REGR_HEADS}
     flip_test = "detections"
+    test_pad_style = "cornernet"
     analysis_rows = CORNER_ANALYSIS_ROWS
     oracle_preset = "cornernet_hg104_coco"
 

@@ -41,8 +41,11 @@ def encode_corners(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray, ou
                    min_overlap: float = CORNER_MIN_OVERLAP) -> dict[str, np.ndarray]:
     """Targets of one image whose ``boxes`` [N, 4] (x1, y1, x2, y2) are in output-map pixels (float).
 
-    Boxes are clipped to the map; objects with no positive clipped width or height, ``ignore``d ones
-    (crowds) and those past ``max_objects`` get no target. Slot k belongs to the k-th box. Returns
+    Corners are clipped into the map ([0, W) x [0, H)); the training pipeline has already clipped them to the
+    input crop as the original does (``data.pipeline.clip_to_input``: at most 127.75 on a 128 map from a 511
+    input, so a box touching the right or bottom edge keeps its sub-pixel offset). Objects with no positive
+    clipped width or height, ``ignore``d ones (crowds) and those past ``max_objects`` get no target. Slot k
+    belongs to the k-th box. Returns
 
     * ``tl_heat``, ``br_heat`` [C, H, W]: a gaussian per corner (radius from ``penalty``, see
       :func:`corner_radii`) on the object's class, merged by max; exactly 1 at the corner pixel
@@ -58,8 +61,9 @@ def encode_corners(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray, ou
         raise ValueError(f"encode_corners: {len(boxes)} boxes but {len(labels)} labels and {len(ignore)} ignore flags")
     if n and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"encode_corners: labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, out_w - 1)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, out_h - 1)
+    inside = np.nextafter(np.array([out_w, out_h], np.float32), np.float32(0))  # largest values below the size
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, inside[0])
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, inside[1])
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     keep = (w > 0) & (h > 0) & ~ignore
     radii = corner_radii(w, h, penalty, fixed_radius, min_overlap)

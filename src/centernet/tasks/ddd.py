@@ -20,8 +20,8 @@ from ..visualize import draw_detections
 from ..visualize_3d import GT_COLOR, draw_birds_eye, draw_boxes3d
 from .base import Meta, Task
 from .ddd_core import (
-    COLUMNS, DDD_WEIGHTS, POINT_COLUMNS, CenterKind, activate_ddd, ddd_heads, ddd_losses, ddd_postprocess,
-    decode_ddd, encode_ddd, oracle_ddd_maps,
+    COLUMNS, DDD_WEIGHTS, LOSS_NORMS, ORIGINAL_AUGMENT_PROB, POINT_COLUMNS, CenterKind, activate_ddd, ddd_heads,
+    ddd_losses, ddd_postprocess, decode_ddd, encode_ddd, oracle_ddd_maps,
 )
 
 #: the class order of the original's KITTI weights (ddd_3dop, ddd_sub): heatmap channels 0, 1, 2
@@ -47,7 +47,10 @@ DDD_ANALYSIS_ROWS = (
 
 class DddTask(Task):
     """KITTI-style monocular 3D boxes. Options: ``center`` ("box": the 2D box centre is the keypoint, as the
-    original; "projected": the projected 3D centre), ``radius_variant`` / ``min_overlap`` as ctdet.
+    original; "projected": the projected 3D centre), ``radius_variant`` / ``min_overlap`` as ctdet,
+    ``loss_norm`` ("objects": L1 means over the real objects, padded slots out of the rotation loss; "original":
+    the original code's losses for reproducing the paper, see :func:`.ddd_core.ddd_losses`, which also makes
+    half the training images unaugmented, as its aug_ddd 0.5, unless ``data.augment_prob`` says otherwise).
 
     No horizontal flip (the 3D fields are not mirrored; the original does not flip), in training or test."""
 
@@ -63,13 +66,18 @@ class DddTask(Task):
 
     def __init__(self, num_classes: int = 3, weights: dict[str, float] | None = None, max_objects: int = 50,
                  max_detections: int = 100, center: CenterKind = "box", radius_variant: str = "centernet",
-                 min_overlap: float = 0.7) -> None:
+                 min_overlap: float = 0.7, loss_norm: str = "objects") -> None:
         if center not in ("box", "projected"):
             raise ValueError(f"ddd center must be 'box' or 'projected', got {center!r}")
+        if loss_norm not in LOSS_NORMS:
+            raise ValueError(f"ddd loss_norm must be one of {LOSS_NORMS}, got {loss_norm!r}")
         super().__init__(num_classes, weights, max_objects, max_detections)
         self.center = center
         self.radius_variant = radius_variant
         self.min_overlap = min_overlap
+        self.loss_norm = loss_norm
+        # the original's depth / size losses skip augmented images, so it augments only half of them
+        self.augment_prob = ORIGINAL_AUGMENT_PROB if loss_norm == "original" else 1.0
 
     @classmethod
     def suits(cls, source: DetectionSource) -> bool:
@@ -88,7 +96,7 @@ class DddTask(Task):
                           self.radius_variant, self.min_overlap)
 
     def loss(self, outputs: list[dict[str, Tensor]], batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        return self.stack_loss(outputs, batch, ddd_losses)
+        return self.stack_loss(outputs, batch, lambda output, targets: ddd_losses(output, targets, self.loss_norm))
 
     # -- inference -----------------------------------------------------------------------------------------
     def activate(self, output: dict[str, Tensor]) -> dict[str, Tensor]:

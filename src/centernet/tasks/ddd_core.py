@@ -25,6 +25,10 @@ from ..targets import draw_gaussian, gaussian_radius
 from .ctdet import scatter_at
 
 CenterKind = Literal["box", "projected"]
+#: ddd loss normalisations: "objects" (means over the real objects) or "original" (the original code's, below)
+LOSS_NORMS = ("objects", "original")
+#: share of training images the original augments (its aug_ddd); the rest train depth and size
+ORIGINAL_AUGMENT_PROB = 0.5
 
 HALF_PI = math.pi / 2
 #: bin 1 (centre -pi/2) covers alpha < pi/6 or alpha > 5pi/6; bin 2 (centre +pi/2) alpha > -pi/6 or < -5pi/6
@@ -168,17 +172,61 @@ def rotation_loss(rot: Tensor, rotbin: Tensor, rotres: Tensor, mask: Tensor) -> 
     return total
 
 
-def ddd_losses(output: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
+def slot_l1_loss(pred: Tensor, ind: Tensor, mask: Tensor, target: Tensor) -> Tensor:
+    """The original ddd's L1: ``pred`` [B, C, H, W] gathered at ``ind`` [B, M] against ``target`` [B, M, C] on the
+    slots with ``mask`` [B, M] > 0, summed and divided by every element of every slot (B * M * C), filled or
+    not: 2 objects among 50 slots weigh 2 / 50 of the per-object mean."""
+    gathered = gather_feat(pred, ind).float()  # [B, M, C]
+    weight = (mask > 0).float().unsqueeze(2)
+    return ((gathered - target.float()).abs() * weight).sum() / gathered.numel()
+
+
+def original_rotation_loss(rot: Tensor, rotbin: Tensor, rotres: Tensor, mask: Tensor) -> Tensor:
+    """The original ddd's bin loss of gathered ``rot`` [B, M, 8]: per bin, cross-entropy of its 2 logits (zeroed
+    on empty slots, which then add log 2 each with bin target 0) averaged over all B * M slots, plus
+    smooth-L1 of (sin, cos) over the objects in that bin, as :func:`rotation_loss`."""
+    valid = mask > 0  # [B, M]
+    rot = rot.float()
+    total = rot.new_zeros(())
+    for b, first in enumerate(BIN_CHANNELS):
+        logits = (rot[..., first:first + 2] * valid.unsqueeze(2)).reshape(-1, 2)
+        total = total + F.cross_entropy(logits, rotbin[..., b].reshape(-1).long())
+        in_bin = valid & (rotbin[..., b] == 1)
+        res = rotres[..., b].float()
+        per_object = (F.smooth_l1_loss(rot[..., first + 2], torch.sin(res), reduction="none")
+                      + F.smooth_l1_loss(rot[..., first + 3], torch.cos(res), reduction="none"))
+        total = total + (per_object * in_bin).sum() / in_bin.sum().clamp(min=1)
+    return total
+
+
+def ddd_losses(output: dict[str, Tensor], targets: dict[str, Tensor], loss_norm: str = "objects") -> dict[str, Tensor]:
     """Unweighted loss terms {hm, dep, rot, dim, wh, reg} of raw head maps against batched targets.
 
-    Focal loss on ``hm``; L1 on the decoded depth, the dims, wh and reg, each a mean over the masked objects'
-    elements (not over all slots, unlike the original); :func:`rotation_loss`. Weights: :data:`DDD_WEIGHTS`.
+    Focal loss on ``hm``. ``loss_norm="objects"`` (default): L1 on the decoded depth, the dims, wh and reg,
+    each a mean over the masked objects' elements, and :func:`rotation_loss` (padded slots never count).
+    ``"original"``, the original code's: the L1 terms divided by every slot (:func:`slot_l1_loss`), depth
+    and dims only on images that were not augmented (``targets["augmented"]`` 0; wh and reg on all), and
+    :func:`original_rotation_loss`. Weights: :data:`DDD_WEIGHTS`.
     """
+    if loss_norm not in LOSS_NORMS:
+        raise ValueError(f"ddd loss_norm must be one of {LOSS_NORMS}, got {loss_norm!r}")
     ind, mask = targets["ind"], targets["reg_mask"]
     rot = gather_feat(output["rot"], ind)  # [B, M, 8]
+    depth = depth_from_logit(output["dep"].float())
+    if loss_norm == "original":
+        augmented = targets.get("augmented")
+        plain = mask if augmented is None else mask * (1 - augmented.to(mask.dtype)).unsqueeze(1)
+        return {
+            "hm": focal_loss(output["hm"], targets["hm"]),
+            "dep": slot_l1_loss(depth, ind, plain, targets["dep"]),
+            "rot": original_rotation_loss(rot, targets["rotbin"], targets["rotres"], targets["rot_mask"]),
+            "dim": slot_l1_loss(output["dim"], ind, plain, targets["dim"]),
+            "wh": slot_l1_loss(output["wh"], ind, targets["rot_mask"], targets["wh"]),
+            "reg": slot_l1_loss(output["reg"], ind, targets["rot_mask"], targets["reg"]),
+        }
     return {
         "hm": focal_loss(output["hm"], targets["hm"]),
-        "dep": reg_l1_loss(depth_from_logit(output["dep"].float()), ind, mask, targets["dep"]),
+        "dep": reg_l1_loss(depth, ind, mask, targets["dep"]),
         "rot": rotation_loss(rot, targets["rotbin"], targets["rotres"], targets["rot_mask"]),
         "dim": reg_l1_loss(output["dim"], ind, mask, targets["dim"]),
         "wh": reg_l1_loss(output["wh"], ind, mask, targets["wh"]),
