@@ -74,24 +74,33 @@ def test_synthetic_3d_training_learns_depth_and_orientation(tmp_path):
     assert trained_ap > untrained_ap + 0.1  # 2D detection learns slower than depth (about 0.25 at 100 steps)
 
 
-def test_kitti_mini_overfit_raises_2d_ap_and_aos(shared_data, tmp_path):
-    pytest.importorskip("centernet.evaluation.kitti")
+def kitti_mini_overfit(kitti_mini, out_dir, seed: int) -> tuple[dict, dict, dict]:
+    """Metrics on the 3 real kitti_mini frames before and after 120 steps of training on them, and those of
+    the labels themselves (the ceiling)."""
     from centernet.evaluation.kitti_scoring import KittiScorer, label_results
 
-    source = open_source(str(shared_data / "kitti_mini"), task="ddd")
+    source = open_source(str(kitti_mini), task="ddd")
     # 320x96 (a quarter of KITTI's input): resdcn_18_tiny's backward on the pipeline's channels-last inputs
     # corrupts the heap from 640x192 up (oneDNN; not with torch.backends.mkldnn off)
-    cfg = small_config(source, (320, 96), steps=120, out_dir=tmp_path / "run", batch=3)
+    cfg = small_config(source, (320, 96), steps=120, out_dir=out_dir, batch=3)
+    cfg.train.seed = seed
     task = task_from_config(cfg)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     before = evaluate(model_from_config(cfg, task), task, source, eval_settings(cfg), progress=False).metrics
-    model = train(cfg, task, source)
+    model = train(cfg, task, source, seed)
     after = evaluate(model, task, source, eval_settings(cfg), progress=False).metrics
-    # 3 frames hold one Car and one Pedestrian of moderate difficulty: the devkit's AP of the labels
-    # themselves is 1/11 there (one recall sample each), so that is the ceiling
     ceiling = KittiScorer(source)
     ceiling.add(label_results(source))
-    best = ceiling.result()
+    return before, after, ceiling.result()
+
+
+def test_kitti_mini_overfit_raises_2d_ap_and_aos(shared_data, tmp_path):
+    """Measured over seeds 0-4 with OpenCV 4 and 5 (benchmarks/bench_test_margins.py, figures in
+    docs/testing.md): every seed reaches the ceiling from 0, and the AP50 rises by 0.8 or more."""
+    pytest.importorskip("centernet.evaluation.kitti")
+    before, after, best = kitti_mini_overfit(shared_data / "kitti_mini", tmp_path / "run", seed=0)
+    # 3 frames hold one Car and one Pedestrian of moderate difficulty: the devkit's AP of the labels
+    # themselves is 1/11 there (one recall sample each), so that is the ceiling
     for metric in ("kitti_bbox_moderate", "kitti_aos_moderate"):
         assert before[metric] < 0.2 * best[metric] and after[metric] > 0.8 * best[metric], (metric, before, after)
     assert after["AP50"] > before["AP50"] + 0.5  # COCO box AP of the same results

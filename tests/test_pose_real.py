@@ -63,10 +63,9 @@ def test_oracle_keypoint_ap_is_near_one():
     assert metrics["AP"] > 0.95 and metrics["AP50"] > 0.99 and metrics["bbox_AP"] > 0.9
 
 
-@pytest.mark.slow
-def test_short_overfit_raises_keypoint_ap():
-    """A tiny network trained for 50 steps on 4 real images: its keypoint AP on them rises well above the
-    untrained one's (about 0 -> 0.4-0.7 on 2 CPU cores, 192 px)."""
+def keypoint_overfit(seed: int, steps: int = 100, lr: float = 2e-3) -> dict[str, float]:
+    """A tiny network trained for ``steps`` steps on 4 real images of a few large, well-labelled people: the loss
+    of its first and last step and the keypoint AP on those images before and after."""
     src = keypoint_source("train2017")
 
     def easy(s) -> bool:  # a few large, well-labelled people
@@ -76,23 +75,32 @@ def test_short_overfit_raises_keypoint_ap():
     few = Few(src, [i for i, s in enumerate(src.samples) if easy(s)][:4])
     assert len(few) == 4
     size = 192
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     task = MultiPoseTask()
     backbone = ResNet(18, base_width=16)
     model = CenterNet(backbone, DeconvNeck(backbone.channels[-1], (64, 32, 32), dcn=False), task.heads(), 32)
     settings = EvalSettings(input_size=(size, size))
     before = evaluate(model, task, few, settings, progress=False).metrics["AP"]
     batch = collate([TrainDataset(few, task, (size, size), augment=False)[i] for i in range(len(few))])
-    optimizer = torch.optim.Adam(model.parameters(), lr=4e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    first = None
-    for _ in range(50):
+    losses = []
+    for _ in range(steps):
         loss, _ = task.loss(model(batch["input"]), batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        first = first if first is not None else loss.item()
+        losses.append(loss.item())
     after = evaluate(model, task, few, settings, progress=False).metrics["AP"]
-    print(f"overfit: loss {first:.2f} -> {loss.item():.2f}, keypoint AP {before:.4f} -> {after:.4f}")
-    assert loss.item() < first / 3
-    assert after > before + 0.2
+    return {"first": losses[0], "last": losses[-1], "before": before, "after": after}
+
+
+@pytest.mark.slow
+def test_short_overfit_raises_keypoint_ap():
+    """The keypoint AP rises well above the untrained network's. Measured over seeds 0-4 with OpenCV 4 and 5
+    (benchmarks/bench_test_margins.py, figures in docs/testing.md); the asserts keep about half of the
+    smallest rise. (50 steps at 4e-3, as before, rose by only 0.02-0.31 over the same seeds.)"""
+    r = keypoint_overfit(seed=0)
+    print(f"overfit: loss {r['first']:.2f} -> {r['last']:.2f}, keypoint AP {r['before']:.4f} -> {r['after']:.4f}")
+    assert r["last"] < r["first"] / 10
+    assert r["after"] > r["before"] + 0.4
