@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from centernet.data.synthetic_kitti import kitti_like_p2
-from centernet.data.transforms import get_affine_transform
 from centernet.models import build_model
-from centernet.postprocess import to_image_coords
+from centernet.ops.transforms import get_affine_transform, to_image_coords
 from centernet.tasks import DddTask
 from timing import add_decode_args, median_ms, parse_decode_args
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from centernet.builders import eval_settings, model_from_config, open_source, set_classes, task_from_config
+from centernet.app.builders import eval_settings, model_from_config, open_source, set_classes, task_from_config
 from centernet.data.synthetic_kitti import make_synthetic_kitti
 from centernet.engine.evaluator import evaluate
 from centernet.engine.trainer import Trainer

@@ -43,7 +43,7 @@ def _run(rank: int, world: int, port: int, args: argparse.Namespace, data: dict[
     warnings.filterwarnings("ignore")  # DDP's grad-stride hint about 1x1 convs
     threads = args.threads_override or max(args.threads // world, 1)
     torch.set_num_threads(threads)
-    from centernet.builders import model_from_config, open_source, task_from_config
+    from centernet.app.builders import model_from_config, open_source, task_from_config
     from centernet.engine import distributed
     from centernet.engine.trainer import Trainer
 

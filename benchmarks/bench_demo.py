@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from centernet.demo import run_demo
+from centernet.app.demo import run_demo
 
 
 def main() -> None:

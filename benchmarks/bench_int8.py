@@ -11,7 +11,7 @@ and score them with pycocotools (``--methods`` and ``--exclude-sets`` compare qu
 ``--holdout N`` scores only every N-th image of ``--val`` and calibrates on the others (the split ``--train``
 trains on). The demo model and a raccoon model:
 
-    python -c "from centernet.demo import run_demo; run_demo('/tmp/int8_demo')"
+    python -c "from centernet.app.demo import run_demo; run_demo('/tmp/int8_demo')"
     PYTHONPATH=src python benchmarks/bench_int8.py --ap /tmp/int8_demo/best.pth \\
         --val /tmp/int8_demo/data/annotations/instances_val.json --calib /tmp/int8_demo/data/train
     PYTHONPATH=src python benchmarks/bench_int8.py --train ../shared/data/raccoon_voc --out /tmp/raccoon \\
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from centernet.builders import eval_settings, model_from_config, open_source, set_classes, task_from_config
+from centernet.app.builders import eval_settings, model_from_config, open_source, set_classes, task_from_config
 from centernet.config import ExperimentConfig
 from centernet.data import make_synthetic_dataset, read_image
 from centernet.data.sample import DetectionSource, Subset

@@ -1,6 +1,6 @@
 """KITTI evaluation time (pure NumPy, CPU) on synthetic labels the size of the 3DOP val split (3,769 frames).
 
-Labels and noisy detections come from centernet.evaluation.kitti_synthetic (``--seed``); timed are the
+Labels and noisy detections come from tests/helpers/kitti_synthetic.py (``--seed``); timed are the
 in-memory evaluation (evaluate_kitti_labels: 3 classes x {2D, BEV, 3D} x 3 difficulties, AOS included)
 and the same from label folders (evaluate_kitti, parsing included). Medians over ``--runs`` after a warm-up.
 
@@ -9,13 +9,16 @@ and the same from label folders (evaluate_kitti, parsing included). Medians over
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
 from centernet.evaluation.kitti import evaluate_kitti, evaluate_kitti_labels, format_kitti_table
-from centernet.evaluation.kitti_labels import write_kitti_labels
-from centernet.evaluation.kitti_synthetic import synthetic_kitti_labels
+from centernet.data.kitti_labels import write_kitti_labels
 from timing import median_seconds
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers.kitti_synthetic import synthetic_kitti_labels  # noqa: E402  (the generator lives with the tests)
 
 VAL_FRAMES = 3769  # the 3DOP val split of KITTI's training set
 

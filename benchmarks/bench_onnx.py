@@ -20,7 +20,7 @@ import onnx
 import torch
 
 from centernet.config import ExperimentConfig
-from centernet.builders import model_from_config, task_from_config
+from centernet.app.builders import model_from_config, task_from_config
 from centernet.export.onnx import OnnxRunner, export_onnx
 from centernet.models import ARCHS
 from timing import median_seconds

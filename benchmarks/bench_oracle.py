@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from centernet.builders import open_source
+from centernet.app.builders import open_source
 from centernet.engine.evaluator import EvalSettings, evaluate
 from centernet.tasks import build_task
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from centernet.builders import eval_settings, model_from_config, task_from_config
+from centernet.app.builders import eval_settings, model_from_config, task_from_config
 from centernet.config import ExperimentConfig
 from centernet.data.io import read_image
 from centernet.engine.inputs import expand_inputs

@@ -211,7 +211,7 @@ def check_env(p: Profile, work: Path) -> tuple[bool, str]:
 
 
 def _train_source(task: str, size: tuple[int, int], count: int, root: Path):
-    from centernet.builders import open_source
+    from centernet.app.builders import open_source
 
     if task in ("ctdet", "cornernet"):
         from centernet.data import make_synthetic_dataset
@@ -237,7 +237,7 @@ def check_train(task_name: str, p: Profile, work: Path) -> tuple[bool, str]:
     """A few epochs of the real Trainer (fit) over the same few images, AMP on CUDA."""
     import torch
 
-    from centernet.builders import model_from_config, set_classes, task_from_config
+    from centernet.app.builders import model_from_config, set_classes, task_from_config
     from centernet.engine.trainer import Trainer
     from centernet.presets import get_preset
 
@@ -415,7 +415,7 @@ def check_onnx(task_name: str, p: Profile, work: Path) -> tuple[bool, str]:
         import onnxruntime  # noqa: F401
     except ImportError as e:
         raise Skip(f"{e.name} is not installed (pip install -e '.[onnx]')") from None
-    from centernet.builders import model_from_config, task_from_config
+    from centernet.app.builders import model_from_config, task_from_config
     from centernet.export.onnx import OnnxRunner, export_onnx, op_types
     from centernet.models.layers.deform_conv import ModulatedDeformConv2d
     from centernet.presets import get_preset
@@ -459,7 +459,7 @@ def _coco_mini(data: Path) -> Path:
 
 
 def check_oracle(task_name: str, p: Profile, work: Path, data: Path) -> tuple[bool, str]:
-    from centernet.builders import open_source
+    from centernet.app.builders import open_source
     from centernet.engine.evaluator import EvalSettings, evaluate
     from centernet.tasks import build_task
 
@@ -475,7 +475,7 @@ def check_oracle(task_name: str, p: Profile, work: Path, data: Path) -> tuple[bo
 def check_eval_model(p: Profile, work: Path, data: Path) -> tuple[bool, str]:
     import torch
 
-    from centernet.builders import open_source
+    from centernet.app.builders import open_source
     from centernet.data.sample import Subset
     from centernet.engine.evaluator import EvalSettings, evaluate
     from centernet.models import build_model

@@ -124,7 +124,7 @@ def _checkpoint_variant(env: Env, name: str, change: Callable[[dict], None]) -> 
 
 
 def _other_arch(payload: dict) -> None:
-    from centernet.builders import model_from_config, task_from_config
+    from centernet.app.builders import model_from_config, task_from_config
     from centernet.config import ExperimentConfig
 
     cfg = ExperimentConfig.from_dict(payload["config"])
@@ -353,7 +353,7 @@ def _original_file(env: Env, tmp: Path) -> Path:
 
 
 def _weights_only(env: Env, tmp: Path) -> Path:
-    from centernet.builders import load_checkpoint
+    from centernet.app.builders import load_checkpoint
     from centernet.engine.checkpoint import save_checkpoint
 
     cfg, model, _ = load_checkpoint(env.checkpoint)

@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from centernet.builders import task_from_config
+from centernet.app.builders import task_from_config
 from centernet.config import ExperimentConfig
 from centernet.data.pipeline import collate
 from centernet.data.sample import Sample
-from centernet.losses import focal_loss, reg_l1_loss, reg_smooth_l1_loss
-from centernet.targets import draw_gaussian, draw_msra_gaussian, msra_kernel
+from centernet.ops.heatmap import draw_gaussian, draw_msra_gaussian, msra_kernel
+from centernet.ops.losses import focal_loss, reg_l1_loss, reg_smooth_l1_loss
 from centernet.tasks import CtdetTask, MultiPoseTask, build_task
 
 BOXES = np.array([[4.0, 6.0, 30.0, 26.0], [34.0, 8.0, 60.0, 50.0]], np.float32)  # on a 64x64 map

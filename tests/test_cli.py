@@ -61,7 +61,7 @@ def test_config_test_flip_is_evals_default_and_the_flag_wins(trained, tmp_path, 
     and the facade; --no-flip (flip=False) turns it off, --flip turns it on for a config without it."""
     import centernet.engine.evaluator as evaluator
     from centernet import CenterNet
-    from centernet.builders import load_checkpoint
+    from centernet.app.builders import load_checkpoint
     from centernet.engine.checkpoint import save_checkpoint
 
     data, out = trained
@@ -104,7 +104,7 @@ def test_errors_name_the_problem(tmp_path, capsys):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    from centernet.demo import run_demo
+    from centernet.app.demo import run_demo
 
     summary = run_demo(tmp_path / "demo", epochs=1, num_train=16, num_val=4, progress=False)
     assert Path(summary["picture"]).is_file() and 0.0 <= summary["AP50"] <= 1.0

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from centernet.losses import focal_loss
-from centernet.targets import gaussian_radius
+from centernet.ops.heatmap import gaussian_radius
+from centernet.ops.losses import focal_loss
 from centernet.tasks.cornernet_decode import cornernet_oracle_maps, cornernet_postprocess, decode_cornernet
 from centernet.tasks.cornernet_losses import ae_loss, corner_terms, offset_loss
 from centernet.tasks.cornernet_targets import corner_radii, encode_corners

@@ -10,17 +10,19 @@ import pytest
 import torch
 
 import centernet
-from centernet.builders import open_source, set_classes, task_from_config
+from centernet.app.builders import open_source, set_classes, task_from_config
 from centernet.cli import main
 from centernet.data import make_synthetic_dataset
 from centernet.engine.checkpoint import save_checkpoint
 from centernet.engine.evaluator import EvalSettings, evaluate
 from centernet.export.onnx import OnnxRunner, export_onnx, onnx_predictor, op_types
 from centernet.models import build_model
-from centernet.models.official import CheckpointMismatchError, load_official_checkpoint, to_official_state_dict
-from centernet.models.official_cornernet import cornernet_heads, to_cornernet_official
 from centernet.presets import get_preset
 from centernet.tasks import build_task
+from centernet.tasks.cornernet import cornernet_heads
+from centernet.weights.fit import CheckpointMismatchError
+from centernet.weights.official import load_official_checkpoint, to_official_state_dict
+from centernet.weights.official_cornernet import to_cornernet_official
 from helpers.detections import assert_same_detections
 
 pytest.importorskip("onnxruntime")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import centernet
-from centernet.builders import model_from_config, open_source, set_classes, task_from_config
+from centernet.app.builders import model_from_config, open_source, set_classes, task_from_config
 from centernet.config import ExperimentConfig
 from centernet.data import make_synthetic_dataset, read_image
 from centernet.data.pipeline import TrainDataset, collate

@@ -11,9 +11,8 @@ import torch
 from centernet.data.kitti import KittiDetection, read_label_file
 from centernet.data.pipeline import collate, warp_sample
 from centernet.data.synthetic_kitti import make_synthetic_kitti
-from centernet.data.transforms import get_affine_transform
-from centernet.decode import gather_feat
-from centernet.postprocess import to_image_coords
+from centernet.ops.decode import gather_feat
+from centernet.ops.transforms import get_affine_transform, to_image_coords
 from centernet.tasks.ddd_core import (
     COLUMNS, IGNORE_PEAK, POINT_COLUMNS, ROW_2D, ROW_3D, activate_ddd, ddd_heads, ddd_losses, ddd_postprocess,
     decode_alpha, decode_ddd, encode_ddd, encode_rotation, oracle_ddd_maps, rows_to_kitti, write_kitti_results,
@@ -250,7 +249,7 @@ def test_original_loss_norm_divides_by_every_slot_and_skips_augmented_depth_and_
 def test_loss_norm_option_reaches_the_task_and_halves_the_augmentation(synthetic):
     """task.options.loss_norm="original" is the task's loss and makes half the training images unaugmented
     (the original's aug_ddd 0.5) unless data.augment_prob is set; items say which were augmented."""
-    from centernet.builders import task_from_config
+    from centernet.app.builders import task_from_config
     from centernet.data.pipeline import TrainDataset
     from centernet.engine.trainer import train_dataset
     from centernet.presets import get_preset

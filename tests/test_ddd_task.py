@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from centernet.builders import eval_settings, model_from_config, open_source, set_classes, task_from_config
+from centernet.app.builders import eval_settings, model_from_config, open_source, set_classes, task_from_config
 from centernet.cli import main
 from centernet.data import KittiDetection, open_dataset, read_image
+from centernet.data.kitti_labels import ORIGINAL_CLASS_ORDER
 from centernet.data.synthetic_kitti import make_synthetic_kitti
 from centernet.engine.checkpoint import save_checkpoint
 from centernet.engine.evaluator import evaluate, run_detections, scorer_results
@@ -18,7 +19,7 @@ from centernet.engine.predictor import Predictor
 from centernet.models.heads import HEATMAP_PRIOR
 from centernet.presets import get_preset
 from centernet.tasks import TASKS, DddTask, build_task, guess_task
-from centernet.tasks.ddd import GT_BOXES_KEY, ORIGINAL_CLASS_ORDER, gt_boxes3d
+from centernet.tasks.ddd import GT_BOXES_KEY, gt_boxes3d
 from helpers.detections import assert_same_detections
 
 KITTI_SIZE = (1242, 375)

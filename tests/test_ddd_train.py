@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from centernet.builders import eval_settings, model_from_config, open_source, set_classes, task_from_config
+from centernet.app.builders import eval_settings, model_from_config, open_source, set_classes, task_from_config
 from centernet.data.pipeline import TrainDataset, collate
 from centernet.data.synthetic_kitti import make_synthetic_kitti
 from centernet.engine.evaluator import evaluate
 from centernet.engine.trainer import Trainer
+from centernet.ops.decode import gather_feat
 from centernet.presets import get_preset
-from centernet.decode import gather_feat
 from centernet.tasks.ddd_core import decode_alpha
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from centernet.builders import (
+from centernet.app.builders import (
     eval_settings, load_checkpoint, model_from_config, open_source, set_classes, task_from_config,
 )
 from centernet.config import ExperimentConfig

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from centernet.builders import eval_settings, task_from_config
+from centernet.app.builders import eval_settings, task_from_config
 from centernet.cli import main
 from centernet.config import ExperimentConfig
 from centernet.data import read_image
@@ -28,7 +28,7 @@ def tiny_setup(num_classes: int = 3):
     cfg.task.class_names = [f"c{i}" for i in range(num_classes)]
     task = task_from_config(cfg)
     torch.manual_seed(0)
-    from centernet.builders import model_from_config
+    from centernet.app.builders import model_from_config
 
     model = model_from_config(cfg, task)
     with torch.no_grad():  # make the deformable offsets and the heads non-trivial (distinct scores)

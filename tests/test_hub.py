@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from centernet import hub
-from centernet.weights import (COCO_CLASSES, VOC_CLASSES, WeightsInfo, imagenet_weights, known_weights,
-                               weights_info)
+from centernet.weights import download as hub
+from centernet.weights.catalogue import (COCO_CLASSES, VOC_CLASSES, WeightsInfo, imagenet_weights, known_weights,
+                                         weights_info)
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # 1 MiB + 4 bytes: several read chunks' worth
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()

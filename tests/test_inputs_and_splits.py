@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from centernet.builders import model_from_config, open_source, task_from_config
+from centernet.app.builders import model_from_config, open_source, task_from_config
 from centernet.cli import main
 from centernet.config import ExperimentConfig
 from centernet.data import make_synthetic_dataset, open_dataset

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from centernet.data import DataError, KittiDetection, open_dataset
-from centernet.data.kitti import KITTI_TYPES, box3d_corners, project_to_image, read_calib, read_label_file
+from centernet.data.kitti import box3d_corners, project_to_image, read_calib, read_label_file
+from centernet.data.kitti_labels import KITTI_TYPES
 from centernet.data.synthetic_kitti import kitti_like_p2, make_synthetic_kitti
 from centernet.evaluation.coco import coco_ground_truth, detections_to_coco, evaluate_coco
-from centernet.visualize_3d import GT_COLOR, PRED_COLOR, draw_birds_eye, draw_box3d
+from centernet.viz.boxes3d import GT_COLOR, PRED_COLOR, draw_birds_eye, draw_box3d
 
 CAR, PED, CYC = 0, 1, 2
 

@@ -13,10 +13,9 @@ import pytest
 
 from centernet.evaluation.kitti import (DIFFICULTIES, evaluate_kitti, evaluate_kitti_labels,
                                         format_kitti_table)
-from centernet.evaluation.kitti_labels import (KittiObject, format_kitti_line, read_kitti_labels,
-                                               write_kitti_labels)
-from centernet.evaluation.kitti_synthetic import noisy_detections, synthetic_kitti_labels
+from centernet.data.kitti_labels import KittiObject, format_kitti_line, read_kitti_labels, write_kitti_labels
 from centernet.evaluation.rotated_iou import bev_overlap, box3d_overlap, image_overlap
+from helpers.kitti_synthetic import noisy_detections, synthetic_kitti_labels
 
 FIGURES = Path(__file__).parent / "data" / "kitti_devkit_figures.json"
 TOLERANCE = 0.01  # AP points

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from centernet.data import KittiDetection
-from centernet.data.kitti import DONT_CARE_CLASS, KITTI_TYPES, read_label_file
+from centernet.data.kitti import DONT_CARE_CLASS, read_label_file
+from centernet.data.kitti_labels import KITTI_TYPES
 from centernet.data.sample import DetectionSource, Sample
 from centernet.data.synthetic_kitti import make_synthetic_kitti
 from centernet.evaluation.scoring import SCORERS, CocoScorer, Scorers

@@ -11,15 +11,24 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "centernet"
 
 # subpackage or top-level module -> the parts of the package it must never import
 FORBIDDEN = {
-    "models": {"tasks", "data", "engine", "evaluation", "export", "builders", "cli", "demo", "presets"},
-    "data": {"tasks", "engine", "evaluation", "export", "builders", "cli", "demo", "models"},
-    "evaluation": {"tasks", "engine", "export", "builders", "cli", "demo", "models"},
-    "tasks": {"engine", "export", "builders", "cli", "demo"},
-    "engine": {"export", "builders", "cli", "demo", "runs", "api", "pretrained"},
+    "ops": {"models", "data", "tasks", "engine", "evaluation", "export", "weights", "viz", "builders", "runs", "api",
+            "cli", "demo", "presets"},
+    "models": {"tasks", "data", "engine", "evaluation", "export", "builders", "cli", "demo", "presets", "weights",
+               "viz"},
+    "data": {"tasks", "engine", "evaluation", "export", "builders", "cli", "demo", "models", "weights", "viz"},
+    "evaluation": {"tasks", "engine", "export", "builders", "cli", "demo", "models", "weights", "viz"},
+    # viz (pictures) draws what it is given: tasks and the engine call it, never the other way round
+    "viz": {"models", "tasks", "engine", "evaluation", "export", "weights", "builders", "runs", "api", "cli", "demo",
+            "presets"},
+    "tasks": {"engine", "export", "builders", "cli", "demo", "weights"},
+    # weights (catalogue, download, reading, fitting, loaders) sit above models and tasks, below the engine:
+    # the engine reads checkpoints and fits tensors through them, never the other way round
+    "weights": {"engine", "export", "builders", "cli", "demo", "runs", "api", "presets", "evaluation", "data"},
+    "engine": {"export", "builders", "cli", "demo", "runs", "api"},
     "export": {"cli", "demo", "runs", "api"},
-    "builders": {"export", "cli", "demo", "runs", "api", "pretrained"},
-    "pretrained": {"cli", "demo", "runs", "api", "export"},
+    "builders": {"export", "cli", "demo", "runs", "api"},
     "runs": {"cli", "demo", "api"},
+    "demo": {"cli", "api"},
     "api": {"cli", "demo"},
 }
 
@@ -58,7 +67,11 @@ def _graph() -> dict[str, set[str]]:
 
 
 def _part(module: str) -> str:
+    """The layer of ``module``: its subpackage or top-level module; the application layer (``app/``: builders,
+    runs, demo) by module, as its three modules sit at different heights."""
     parts = module.split(".")
+    if len(parts) > 2 and parts[1] == "app":
+        return parts[2]
     return parts[1] if len(parts) > 1 else ""
 
 
@@ -99,6 +112,22 @@ def test_no_import_cycles_between_modules():
             assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+def test_ops_is_the_lowest_layer():
+    """The numeric core (ops/) imports nothing of the package but itself and config constants."""
+    bad = [f"{module} -> {target}" for module, targets in _graph().items() if _part(module) == "ops"
+           for target in targets if _part(target) not in ("ops", "config")]
+    assert not bad, "ops imports from above:\n" + "\n".join(sorted(bad))
+
+
+def test_the_engine_only_reads_and_fits_weights():
+    """engine/ reads files and fits tensors through weights/ (and reports its download errors); the loaders by
+    name (zoo, ImageNet, initial weights) are the run code's business."""
+    allowed = {"centernet.weights.read", "centernet.weights.fit", "centernet.weights.download"}
+    bad = [f"{module} -> {target}" for module, targets in _graph().items() if _part(module) == "engine"
+           for target in targets if _part(target) == "weights" and target not in allowed]
+    assert not bad, "engine imports weights loaders:\n" + "\n".join(sorted(bad))
+
+
 def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
     """The reader must catch an import inside a function, relative or absolute."""
     probe = PACKAGE / "models" / "_probe_layering.py"
@@ -111,11 +140,12 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
 
 
 def test_no_task_names_outside_tasks():
-    """engine/, cli.py, builders.py and the shared run code (runs.py, api.py, pretrained.py) never switch on
-    a task's name."""
+    """engine/, cli.py, app/builders.py and the shared run code (app/runs.py, api.py, the loaders of weights/) never
+    switch on a task's name (weights/catalogue.py, which is data, names each file's task)."""
     names = ("ctdet", "multi_pose", "ddd", "cornernet")
     offenders = []
-    shared = [PACKAGE / f"{name}.py" for name in ("cli", "builders", "runs", "api", "pretrained")]
+    shared = [PACKAGE / "cli.py", PACKAGE / "api.py", PACKAGE / "app" / "builders.py", PACKAGE / "app" / "runs.py"]
+    shared += [p for p in PACKAGE.joinpath("weights").glob("*.py") if p.name != "catalogue.py"]
     for path in [*PACKAGE.joinpath("engine").rglob("*.py"), *shared]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:

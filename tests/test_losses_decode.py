@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from centernet.decode import decode_ctdet, gather_feat, peaks, topk
-from centernet.losses import focal_loss, reg_l1_loss
+from centernet.ops.decode import decode_ctdet, gather_feat, peaks, topk
+from centernet.ops.losses import focal_loss, reg_l1_loss
 from centernet.models.heads import prior_bias
 
 

@@ -59,18 +59,13 @@ def test_forward_backward_small_input(arch: str) -> None:
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def _task_heads(arch: str) -> dict:
-    """The heads a task declares for ``arch``: CornerNet's corner branches for its network, else ctdet's."""
-    task = TASKS.get("cornernet" if arch == "cornernet" else "ctdet")(num_classes=2)
-    return task.heads()
-
-
-@pytest.mark.parametrize("arch", ARCHS.names())
-def test_one_step_gives_every_trainable_parameter_a_gradient(arch: str) -> None:
+@pytest.mark.parametrize("arch, task", [(a, "ctdet") for a in ARCHS.names()] + [("cornernet", "cornernet")])
+def test_one_step_gives_every_trainable_parameter_a_gradient(arch: str, task: str) -> None:
     """DistributedDataParallel stops at the second step when a parameter never gets a gradient (the original
-    DLA's unused projections did): every registered architecture, every stack's every head."""
+    DLA's unused projections did): every registered architecture, every stack's every head, and CornerNet's
+    corner branches."""
     torch.manual_seed(0)
-    model = build_model(arch, _task_heads(arch))
+    model = build_model(arch, TASKS.get(task)(num_classes=2).heads())
     side = max(64, INPUT_MULTIPLE[arch])
     outputs = model(torch.randn(2, 3, side, side))  # batch norm needs 2 values at Hourglass's 1x1 bottom
     sum(v.float().pow(2).mean() for stack in outputs for v in stack.values()).backward()
@@ -198,3 +193,13 @@ def test_recorded_reference_outputs(arch: str) -> None:
     assert got[0] == pytest.approx(hm_mean, rel=1e-4)
     assert got[1] == pytest.approx(wh, rel=1e-4)
     assert got[2] == pytest.approx(reg_sum, rel=1e-4)
+
+
+def test_cornernet_is_hourglass_under_its_own_name() -> None:
+    """One network, two names: "cornernet" (its preset's and checkpoints') builds the "hourglass" arch."""
+    assert "cornernet" in ARCHS and "cornernet" not in ARCHS.names() and ARCHS.canonical("cornernet") == "hourglass"
+    assert ARCHS.get("cornernet") is ARCHS.get("hourglass")
+    assert (DEFAULT_HEAD_CONV["cornernet"], INPUT_MULTIPLE["cornernet"]) == (256, 128)
+    with torch.device("meta"):
+        model = build_model("cornernet", HEADS)
+    assert model.arch == "cornernet" and count_params("cornernet") == count_params("hourglass")

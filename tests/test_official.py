@@ -11,7 +11,9 @@ from centernet import load_official_checkpoint, load_pretrained_backbone
 from centernet.models import build_model
 from centernet.models.backbones.dla import DLA
 from centernet.models.backbones.resnet import ResNet
-from centernet.models.official import CheckpointMismatchError, read_checkpoint, to_official_state_dict
+from centernet.weights.fit import CheckpointMismatchError
+from centernet.weights.official import to_official_state_dict
+from centernet.weights.read import read_state as read_checkpoint
 
 HEADS = {"hm": 80, "wh": 2, "reg": 2}
 LEGACY_FILE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "checkpoints" / \

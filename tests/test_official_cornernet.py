@@ -9,9 +9,9 @@ from centernet.models import build_model
 from centernet.models.backbones.hourglass import HG104_DEPTH, HG104_DIMS, HG104_MODULES, Hourglass
 from centernet.models.heads import Heads
 from centernet.models.layers.corner_pool import CornerPoolModule
-from centernet.models.official import official_name
-from centernet.models.official_cornernet import (
-    cornernet_heads,
+from centernet.tasks.cornernet import cornernet_heads
+from centernet.weights.official import official_name
+from centernet.weights.official_cornernet import (
     cornernet_key_map,
     cornernet_official_key,
     from_cornernet_official,

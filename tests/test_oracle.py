@@ -1,6 +1,6 @@
 """Oracle mode: the ground truth through the real target -> decode -> image-coordinates path."""
 
-from centernet.builders import open_source
+from centernet.app.builders import open_source
 from centernet.engine.evaluator import EvalSettings, evaluate
 from centernet.evaluation.voc import voc_ap
 from centernet.tasks import CtdetTask, build_task

@@ -5,7 +5,7 @@ import pytest
 from centernet.data import open_dataset
 from centernet.data.pipeline import TrainDataset
 from centernet.data.transforms import sample_augment
-from centernet.targets import draw_gaussian, gaussian_kernel
+from centernet.ops.heatmap import draw_gaussian, gaussian_kernel
 from centernet.tasks import CtdetTask, MultiPoseTask
 from helpers.frozen_pipeline import draw_gaussian as frozen_draw_gaussian
 from helpers.frozen_pipeline import frozen_item

@@ -256,7 +256,7 @@ def test_decode_exports_to_onnx(tmp_path):
 
 
 def test_official_checkpoint_round_trip_with_pose_heads():
-    official = pytest.importorskip("centernet.models.official")
+    official = pytest.importorskip("centernet.weights.official")
     if not all(hasattr(official, f) for f in ("load_official_checkpoint", "to_official_state_dict")):
         pytest.skip("official checkpoint functions absent")
     from centernet.models import build_model

@@ -67,7 +67,7 @@ def test_autocast_context_computes_in_the_dtype():
 # -- wired into predict / eval ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from centernet.builders import model_from_config, task_from_config
+    from centernet.app.builders import model_from_config, task_from_config
     from centernet.config import ExperimentConfig
     from centernet.data import make_synthetic_dataset
     from centernet.engine.checkpoint import save_checkpoint
@@ -99,7 +99,7 @@ def test_cli_refuses_bf16_here_in_one_line(tiny, tmp_path, capsys, monkeypatch, 
 
 
 def test_granted_bf16_runs_the_network_in_bf16_and_hands_fp32_maps_to_the_task(tiny, monkeypatch):
-    from centernet import runs
+    from centernet.app import runs
 
     monkeypatch.setattr(precision, "cpu_features", lambda: {"amx_bf16": True})
     ckpt, data = tiny
@@ -117,7 +117,7 @@ def test_granted_bf16_runs_the_network_in_bf16_and_hands_fp32_maps_to_the_task(t
 
 
 def test_an_exported_runner_refuses_reduced_precision(tiny):
-    from centernet import runs
+    from centernet.app import runs
     from centernet.engine.precision import check_fp32_runner
 
     check_fp32_runner("fp32")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from centernet.builders import load_predictor, model_from_config, task_from_config
+from centernet.app.builders import load_predictor, model_from_config, task_from_config
 from centernet.cli import main
 from centernet.config import ExperimentConfig
 from centernet.engine.checkpoint import save_checkpoint

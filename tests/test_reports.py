@@ -190,7 +190,7 @@ def test_tensorboard_logger(tmp_path, monkeypatch):
 
 
 def test_run_reports_redraw_results_png_at_most_every_interval_and_at_the_end(tmp_path, monkeypatch):
-    from centernet.engine import run_reports
+    from centernet.engine import reports as run_reports
 
     clock = [1000.0]
     monkeypatch.setattr(run_reports.time, "monotonic", lambda: clock[0])

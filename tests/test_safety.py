@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from centernet.builders import load_checkpoint, model_from_config, open_source, task_from_config
+from centernet.app.builders import load_checkpoint, model_from_config, open_source, task_from_config
 from centernet.cli import main
 from centernet.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig, TrainConfig
 from centernet.data import make_synthetic_dataset
@@ -26,7 +26,8 @@ from centernet.engine.errors import TrainingDiverged
 from centernet.engine.predictor import clip_boxes
 from centernet.engine.rundir import append_log
 from centernet.engine.trainer import Trainer
-from centernet.models.official import load_official_checkpoint, load_pretrained_backbone
+from centernet.weights.official import load_official_checkpoint
+from centernet.weights.pretrained import load_pretrained_backbone
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

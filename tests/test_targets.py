@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from centernet.targets import draw_gaussian, gaussian_radius, object_radius
+from centernet.ops.heatmap import draw_gaussian, gaussian_radius, object_radius
 
 # SPEC 2: (h, w) -> centernet radius at 0.7, corrected radius at 0.3
 SPEC_RADII = [((1, 1), 0.273320, 0.226139), ((4, 4), 1.093280, 0.904555), ((10, 10), 2.733201, 2.261387),

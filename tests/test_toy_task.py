@@ -10,17 +10,17 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from centernet.builders import eval_settings, load_checkpoint, load_predictor, open_source, set_classes
-from centernet.builders import model_from_config, task_from_config
+from centernet.app.builders import eval_settings, load_checkpoint, load_predictor, open_source, set_classes
+from centernet.app.builders import model_from_config, task_from_config
 from centernet.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig, TrainConfig
 from centernet.data import make_synthetic_dataset, read_image
 from centernet.data.pipeline import sample_meta
-from centernet.decode import decode_ctdet
 from centernet.engine.evaluator import evaluate
 from centernet.engine.trainer import Trainer
 from centernet.evaluation.scoring import CocoScorer
-from centernet.losses import focal_loss, reg_l1_loss
 from centernet.models.heads import Branch
+from centernet.ops.decode import decode_ctdet
+from centernet.ops.losses import focal_loss, reg_l1_loss
 from centernet.tasks import TASKS
 from centernet.tasks.base import Task
 from centernet.tasks.ctdet import encode_centers, scatter_at

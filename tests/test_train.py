@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from centernet.builders import eval_settings, load_checkpoint, model_from_config, open_source, task_from_config
+from centernet.app.builders import eval_settings, load_checkpoint, model_from_config, open_source, task_from_config
 from centernet.config import ExperimentConfig, ModelConfig, TrainConfig, DataConfig, TaskConfig
 from centernet.data import make_synthetic_dataset
 from centernet.data.sample import Subset

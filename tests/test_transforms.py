@@ -1,10 +1,8 @@
 import numpy as np
 import pytest
 
-from centernet.data.transforms import (
-    affine_transform, get_affine_transform, padded_size, prepare_test_image, sample_augment, warp_affine,
-    warp_affine_exact,
-)
+from centernet.data.transforms import padded_size, prepare_test_image, sample_augment, warp_affine, warp_affine_exact
+from centernet.ops.transforms import affine_transform, get_affine_transform
 
 
 def test_affine_spec_example():
@@ -41,7 +39,7 @@ def test_random_crop_draws_in_range():
 
 
 def test_keep_res_padding_follows_the_backbone():
-    from centernet.builders import eval_settings
+    from centernet.app.builders import eval_settings
     from centernet.presets import get_preset
 
     cfg = get_preset("ctdet_hourglass_coco")

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from centernet.builders import eval_settings, model_from_config, open_source, task_from_config
+from centernet.app.builders import eval_settings, model_from_config, open_source, task_from_config
 from centernet.cli import main
 from centernet.config import ExperimentConfig
 from centernet.data import make_synthetic_dataset
 from centernet.engine.analyze import error_analysis, format_table
 from centernet.engine.checkpoint import save_checkpoint
 from centernet.engine.evaluator import evaluate, parse_scales, run_detections
-from centernet.postprocess import batched_soft_nms, merge_detections, soft_nms
+from centernet.ops.boxes import batched_soft_nms, merge_detections, soft_nms
 
 TINY_ARCH = "resdcn_18_tiny"  # ResNet-18 at 1/8 width + the DCN (grid_sample) up-sampling neck
 

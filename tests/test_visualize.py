@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from centernet.visualize import (class_color, clip_boxes, draw_detections, draw_ground_truth, heatmap_overlay,
+from centernet.viz.detections import (class_color, clip_boxes, draw_detections, draw_ground_truth, heatmap_overlay,
                                  layout_labels, line_thickness)
 
 

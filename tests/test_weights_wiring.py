@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import centernet
-from centernet import weights
-from centernet.builders import model_from_config, task_from_config
+from centernet.app.builders import model_from_config, task_from_config
 from centernet.cli import main
 from centernet.data import make_synthetic_dataset
 from centernet.engine.predictor import Predictor
-from centernet.models.official import to_official_state_dict
-from centernet.pretrained import official_config
+from centernet.weights import catalogue as weights
+from centernet.weights.official import to_official_state_dict
+from centernet.weights.pretrained import official_config
 
 ZOO = "ctdet_coco_dla_2x"
 TINY = "resdcn_18_tiny"
@@ -92,7 +92,7 @@ def test_predict_by_zoo_name(tiny_zoo, shapes, tmp_path, capsys):
 
 
 def _settings(cfg):
-    from centernet.builders import eval_settings
+    from centernet.app.builders import eval_settings
 
     return eval_settings(cfg)
 

@@ -1,5 +1,5 @@
 """The Python facade: one object per model, whatever it was loaded from, with the command line's code path
-(:mod:`centernet.runs`) underneath::
+(:mod:`centernet.app.runs`) underneath::
 
     from centernet import CenterNet
     model = CenterNet("ctdet_coco_dla_2x")        # a model-zoo name, "runs/x/best.pth", "model.onnx", a preset
@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from . import runs
+from .app import runs
 from .config import ExperimentConfig, override
 from .data.io import DataError
 from .engine.distributed import resolve_device
@@ -88,7 +88,7 @@ class Result:
         """A BGR picture of the detections (``heatmap``: over the predicted heatmap)."""
         image = self.image
         if heatmap and self.prediction is not None and self.prediction.heat is not None:
-            from .visualize import heatmap_overlay
+            from .viz.detections import heatmap_overlay
 
             image = heatmap_overlay(image, self.prediction.heat, self.prediction.trans_inv)
         meta = self.prediction.meta if self.prediction is not None else None
@@ -141,7 +141,7 @@ class CenterNet:
 
     @property
     def class_names(self) -> list[str]:
-        from .builders import class_names
+        from .app.builders import class_names
 
         return class_names(self.cfg)
 

@@ -1,6 +1,6 @@
 """Command line: centernet train | eval | analyze | predict | export | split | demo | presets (see --help).
 
-Each command has its own ``add_<command>_args``; the work happens in :mod:`centernet.runs`, which the Python
+Each command has its own ``add_<command>_args``; the work happens in :mod:`centernet.app.runs`, which the Python
 facade (:mod:`centernet.api`) calls too. Only torch-free modules are imported at the top, so ``--help`` and
 argument errors answer at once. Nothing here names a task."""
 from __future__ import annotations
@@ -10,7 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULT_PRESET = "ctdet_resdcn18_coco"  # centernet.runs.DEFAULT_PRESET (not imported: it would load torch)
+from .app.demo import add_demo_args  # torch-free: the demo's options live with it
+
+DEFAULT_PRESET = "ctdet_resdcn18_coco"  # centernet.app.runs.DEFAULT_PRESET (not imported: it would load torch)
 DATA_FORMATS = "a COCO json file, a PASCAL VOC folder (annotations/*.xml + images/) or a YOLO folder"
 
 
@@ -168,12 +170,6 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exist-ok", action="store_true", help="replace existing train / val split files")
 
 
-def add_demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo", help="run folder (data, checkpoints, pictures)")
-    p.add_argument("--epochs", type=int, help="epochs to train (default: the ctdet_cpu_small preset's)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: CUDA when available)")
-
-
 COMMAND_HELP = {
     "train": ("train a model (from a preset, overridable field by field)", add_train_args),
     "eval": ("metrics of a checkpoint, ONNX model or model-zoo name on a data set", add_eval_args),
@@ -181,7 +177,7 @@ COMMAND_HELP = {
     "predict": ("detect objects in images, folders, globs or videos", add_predict_args),
     "export": ("export a checkpoint to ONNX (standard ops only)", add_export_args),
     "split": ("write a reproducible train / val split of one data set", add_split_args),
-    "demo": ("synthetic shapes: generate, train a small CPU model, evaluate, draw", add_demo_args),
+    "demo": ("synthetic data: generate, train a small CPU model of a task, evaluate, draw", add_demo_args),
     "presets": ("list the named configurations", lambda p: None),
 }
 
@@ -216,7 +212,7 @@ def _train_assignments(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import runs
+    from .app import runs
     from .engine import distributed, rundir
 
     assignments = _train_assignments(args)
@@ -233,7 +229,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from . import runs
+    from .app import runs
 
     device = _device(args.device)
     if args.checkpoint:
@@ -260,7 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from . import runs
+    from .app import runs
     from .engine.analyze import format_table
 
     device = _device(args.device)
@@ -276,7 +272,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from . import runs
+    from .app import runs
 
     is_onnx = args.checkpoint.lower().endswith(".onnx")
     backend = args.backend if args.backend != "auto" else ("onnxruntime" if is_onnx else "pytorch")
@@ -311,7 +307,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from . import runs
+    from .app import runs
 
     size = None
     if args.size:
@@ -341,7 +337,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from . import runs
+    from .app import runs
 
     written = runs.make_split(args.data, args.val_fraction, args.seed, args.images, args.exist_ok)
     for name, (path, count) in written.items():
@@ -351,9 +347,10 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .app.demo import run_demo
 
-    summary = run_demo(args.out, epochs=args.epochs, device=_device(args.device))
+    summary = run_demo(args.out, epochs=args.epochs, device=_device(args.device), num_train=args.num_train,
+                       num_val=args.num_val, task=args.task)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -17,7 +17,7 @@ class ModelConfig:
     arch: str = "resdcn_18"
     head_conv: int | None = None  # None: the architecture's default (64 ResNet, 256 DLA / Hourglass)
     # backbone start: "imagenet" (the arch's ImageNet file, downloaded into the torch hub cache), None /
-    # "none" (from scratch), a file path, a known weights name or an http(s) URL (centernet.hub)
+    # "none" (from scratch), a file path, a known weights name or an http(s) URL (centernet.weights.download)
     pretrained: str | None = None
     # initial weights of the whole model: a centernet checkpoint, an original CenterNet file or zoo name
     # (e.g. "ctdet_coco_dla_2x"); tensors of another shape (a head for another class count) stay fresh

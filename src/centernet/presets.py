@@ -11,7 +11,7 @@ from typing import Callable
 
 from .config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig, TrainConfig
 from .registry import Registry
-from .weights import IMAGENET_MEAN, IMAGENET_STD, imagenet_weights
+from .weights.catalogue import IMAGENET_MEAN, IMAGENET_STD, imagenet_weights
 
 PRESETS: Registry[Callable[[], ExperimentConfig]] = Registry("preset")
 

@@ -15,8 +15,9 @@ import numpy as np
 from centernet.data.io import read_image
 from centernet.data.pipeline import TrainDataset, flip_sample, warp_sample
 from centernet.data.sample import Sample
-from centernet.data.transforms import EIG_VAL, EIG_VEC, get_affine_transform, sample_augment, warp_affine
-from centernet.targets import object_radius
+from centernet.data.transforms import EIG_VAL, EIG_VEC, sample_augment, warp_affine
+from centernet.ops.heatmap import object_radius
+from centernet.ops.transforms import get_affine_transform
 from centernet.tasks.pose import NUM_JOINTS, MultiPoseTask, _checked_keypoints
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .convert import BoxCleaner, check_images
+from .formats import OpenRequest, register_format
 from .io import DataError
 from .sample import DetectionSource, Sample
 
@@ -153,6 +154,30 @@ class CocoDetection(DetectionSource):
     def to_coco_dict(self) -> dict[str, Any]:
         """The original annotation file's content (the evaluator can also just use ``ann_file``)."""
         return load_coco_json(self.ann_file)
+
+
+def is_coco_json(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == ".json"
+
+
+@register_format("coco", is_coco_json, priority=10, keypoints="a COCO person_keypoints json",
+                 looks_for="a COCO .json file (instances_X.json, person_keypoints_X.json)")
+def open_coco(request: OpenRequest) -> CocoDetection:
+    """Images in ``image_dir``, else the standard layout's (:func:`coco_image_dir`); ``keypoints=None`` means
+    True for ``person_keypoints_*`` files."""
+    image_dir = request.image_dir if request.image_dir is not None else coco_image_dir(request.path)
+    keypoints = request.path.name.startswith("person_keypoints") if request.keypoints is None else request.keypoints
+    return CocoDetection(request.path, image_dir, keypoints=keypoints, **request.options)
+
+
+def coco_image_dir(ann_file: Path) -> Path:
+    """``<root>/annotations/instances_X.json`` -> ``<root>/X`` (must exist)."""
+    split = ann_file.stem.split("_")[-1]
+    root = ann_file.parent.parent if ann_file.parent.name == "annotations" else ann_file.parent
+    candidate = root / split
+    if not candidate.is_dir():
+        raise DataError(f"{ann_file}: image folder not given and the standard location {candidate} does not exist; pass image_dir")
+    return candidate
 
 
 def _short(value: Any, limit: int = 120) -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -10,63 +9,32 @@ import cv2
 import numpy as np
 
 from .convert import BoxCleaner, check_images, to_coco_dict
+from .formats import OpenRequest, register_format
 from .io import DataError
+from .kitti_labels import DONT_CARE, KITTI_CLASSES, KITTI_TYPES, KittiObject, NotANumber, read_kitti_labels
 from .sample import DetectionSource, Sample
 
-#: every object type a KITTI label file may hold; ``extra["type_id"]`` indexes this tuple
-KITTI_TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare")
-#: the trained classes (this project's default order; the original's channel order is Pedestrian, Car, Cyclist)
-KITTI_CLASSES = ("Car", "Pedestrian", "Cyclist")
 #: types that are ignore regions on one trained class only (as the original trains)
 IGNORED_ON = {"Van": "Car", "Truck": "Car", "Person_sitting": "Pedestrian"}
 #: types left out entirely
 DROPPED_TYPES = ("Tram", "Misc")
-DONT_CARE = "DontCare"
 #: ``extra["ignore_class"]`` of a trained object and of a DontCare region
 NOT_IGNORED, DONT_CARE_CLASS = -1, -2
-LABEL_FIELDS = 15  # type, trunc, occ, alpha, bbox 4, dims 3, location 3, rotation_y (+ score in results)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MIN_DEPTH = 0.1  # metres: a box centre closer to the camera plane than this is not projected
 
 
-@dataclass(frozen=True)
-class KittiObject:
-    """One line of a KITTI label file: dims (h, w, l) and location (x, y, z: bottom centre) in metres."""
-
-    type: str
-    trunc: float
-    occ: int
-    alpha: float
-    box: tuple[float, float, float, float]
-    dim: tuple[float, float, float]
-    loc: tuple[float, float, float]
-    rot_y: float
-    score: float | None = None
-
-
 def read_label_file(path: str | Path) -> list[KittiObject]:
-    """Parse a KITTI label (15 fields a line) or result (16, with a score) file; :class:`DataError`
-    naming the file and line on a wrong field count, a non-number or an unknown type."""
+    """A KITTI label (15 fields a line) or result (16, with a score) file of KITTI's object types
+    (:func:`.kitti_labels.read_kitti_labels`); :class:`DataError` naming the file and line on a wrong field
+    count, a non-number or an unknown type."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"KITTI label file not found: {path}")
-    objects = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) not in (LABEL_FIELDS, LABEL_FIELDS + 1):
-            raise DataError(f"{path}:{number}: expected {LABEL_FIELDS} fields (or {LABEL_FIELDS + 1} with a score), "
-                            f"got {len(fields)}")
-        if fields[0] not in KITTI_TYPES:
-            raise DataError(f"{path}:{number}: unknown object type {fields[0]!r}; expected one of {KITTI_TYPES}")
-        try:
-            v = [float(x) for x in fields[1:]]
-        except ValueError as exc:
-            raise DataError(f"{path}:{number}: non-numeric field ({exc})") from exc
-        objects.append(KittiObject(fields[0], v[0], int(v[1]), v[2], (v[3], v[4], v[5], v[6]), (v[7], v[8], v[9]),
-                                   (v[10], v[11], v[12]), v[13], v[14] if len(v) == LABEL_FIELDS else None))
-    return objects
+    try:
+        return read_kitti_labels(path, types=KITTI_TYPES)
+    except NotANumber as err:
+        raise DataError(f"{err.where}: non-numeric field ({err.problem})") from err
 
 
 def read_calib(path: str | Path) -> np.ndarray:
@@ -219,7 +187,7 @@ class KittiDetection(DetectionSource):
                 targets = [(channel[on], channel[on])] if on in channel else []
             else:
                 targets = [(channel[obj.type], NOT_IGNORED)] if obj.type in channel else []
-            box = cleaner.clean(*obj.box, width, height) if targets else None
+            box = cleaner.clean(*obj.bbox, width, height) if targets else None
             if box is not None:
                 rows += [(label, ignore_class, obj, box) for label, ignore_class in targets]
         return self._sample(index, frame, image_path, width, height, calib, rows)
@@ -237,14 +205,14 @@ class KittiDetection(DetectionSource):
         objs = [r[2] for r in rows]
         boxes = np.array([r[3] for r in rows], dtype=np.float32).reshape(n, 4)
         ignore_class = np.array([r[1] for r in rows], dtype=np.int64)
-        dim = np.array([o.dim for o in objs], dtype=np.float32).reshape(n, 3)
-        loc = np.array([o.loc for o in objs], dtype=np.float32).reshape(n, 3)
+        dim = np.array([o.dimensions for o in objs], dtype=np.float32).reshape(n, 3)
+        loc = np.array([o.location for o in objs], dtype=np.float32).reshape(n, 3)
         extra = {
             "dim": dim, "loc": loc,
-            "rot_y": np.array([o.rot_y for o in objs], dtype=np.float32),
+            "rot_y": np.array([o.rotation_y for o in objs], dtype=np.float32),
             "alpha": np.array([o.alpha for o in objs], dtype=np.float32),
-            "trunc": np.array([o.trunc for o in objs], dtype=np.float32),
-            "occ": np.array([o.occ for o in objs], dtype=np.int64),
+            "trunc": np.array([o.truncated for o in objs], dtype=np.float32),
+            "occ": np.array([o.occluded for o in objs], dtype=np.int64),
             "type_id": np.array([KITTI_TYPES.index(o.type) for o in objs], dtype=np.int64),
             "ignore_class": ignore_class,
         }
@@ -280,3 +248,20 @@ def projected_centers(boxes: np.ndarray, dim: np.ndarray, loc: np.ndarray, calib
         out[has_3d, 0, 2] = inside
     return out
 
+
+def is_kitti(path: Path) -> bool:
+    """A KITTI object folder (``training/label_2``, or ``label_2`` and ``calib``) or a split file in it."""
+    if path.is_file():
+        return path.suffix.lower() == ".txt" and path.parent.name == "ImageSets"
+    return (path / "training" / "label_2").is_dir() or ((path / "label_2").is_dir() and (path / "calib").is_dir())
+
+
+@register_format("kitti", is_kitti, priority=20, own_splits=True,
+                 looks_for="a KITTI folder (training/label_2, or label_2 + calib) or its split file "
+                           "ImageSets/<name>.txt")
+def open_kitti(request: OpenRequest) -> KittiDetection:
+    """A split file ``<root>/ImageSets/<name>.txt`` opens ``<root>`` with that split (``split`` is not used)."""
+    if request.path.is_file():
+        return KittiDetection(request.path.parent.parent, split=request.path, image_dir=request.image_dir,
+                              **request.options)
+    return KittiDetection(request.path, split=request.split, image_dir=request.image_dir, **request.options)

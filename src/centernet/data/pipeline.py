@@ -10,11 +10,11 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import COCO_MEAN, COCO_STD
+from ..ops.transforms import affine_transform, get_affine_transform
 from .io import read_image
 from .sample import DetectionSource, Sample
 from .transforms import (
-    affine_transform, draw_color_jitter, get_affine_transform, gray_mean, output_side, prepare_test_image,
-    sample_augment, to_input, warp_affine,
+    draw_color_jitter, gray_mean, output_side, prepare_test_image, sample_augment, to_input, warp_affine,
 )
 
 

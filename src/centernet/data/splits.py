@@ -20,13 +20,9 @@ import numpy as np
 from .io import DataError
 from .kitti import KittiDetection
 from .sample import DetectionSource, Subset
-from .voc import VocDetection
+from .voc import VocDetection, voc_split_file
 
 SPLIT_NAMES = ("train", "val")
-
-
-def voc_split_file(root: str | Path, split: str) -> Path:
-    return Path(root) / "ImageSets" / "Main" / f"{split}.txt"
 
 
 def list_file(spec: str | Path, split: str) -> Path:

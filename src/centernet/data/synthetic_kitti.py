@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .kitti import box3d_corners, project_to_image
+from .kitti_labels import KittiObject, format_kitti_line
 
 # KITTI's camera 2 (P2 of a 1242 x 375 frame), scaled to the requested size.
 KITTI_SIZE = (1242, 375)
@@ -104,8 +105,8 @@ def _calib_text(p2: np.ndarray) -> str:
 
 
 def _label_line(o: _Object) -> str:
-    values = [o.alpha, *o.box, *o.dim, *o.loc, o.rot_y]
-    return f"{o.name} {o.trunc:.2f} {o.occ} " + " ".join(f"{v:.2f}" for v in values)
+    box, dim, loc = (tuple(float(v) for v in a) for a in (o.box, o.dim, o.loc))
+    return format_kitti_line(KittiObject(o.name, o.trunc, o.occ, o.alpha, box, dim, loc, o.rot_y), decimals=2)
 
 
 def _sample_objects(rng: np.random.Generator, calib: np.ndarray, width: int, max_objects: int,

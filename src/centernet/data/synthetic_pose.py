@@ -96,7 +96,7 @@ def _render(rng: np.random.Generator, width: int, height: int,
         hi = np.maximum(pts.max(axis=0), pts[0] + head_r) + thick
         box = [int(max(0, np.floor(lo[0]))), int(max(0, np.floor(lo[1]))),
                int(min(width, np.ceil(hi[0]))), int(min(height, np.ceil(hi[1])))]
-        if box[2] - box[0] < 8 or box[3] - box[1] < 8 or any(_iou(box, f[1]) > MAX_OVERLAP for f in figures):
+        if box[2] - box[0] < 8 or box[3] - box[1] < 8 or _overlaps(box, [f[1] for f in figures]):
             continue
         figures.append((pts, box, thick, head_r))
     people = []
@@ -139,9 +139,14 @@ def _px(p: np.ndarray) -> tuple[int, int]:
     return int(round(float(p[0]))), int(round(float(p[1])))
 
 
-def _iou(a: list[int], b: list[int]) -> float:
-    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def _overlaps(box: list[int], others: list[list[int]]) -> bool:
+    """Whether ``box`` (x1, y1, x2, y2) has an IoU above ``MAX_OVERLAP`` with any of ``others``."""
+    if not others:
+        return False
+    import torch  # on first use: importing this module stays cheap
+
+    from ..ops.boxes import box_iou
+
+    ious = box_iou(torch.tensor(box, dtype=torch.float64),  # [4] with [N, 4] -> [N]
+                   torch.tensor(others, dtype=torch.float64))
+    return bool((ious > MAX_OVERLAP).any())

@@ -1,4 +1,5 @@
-"""Affine crop/scale/flip, colour augmentation and test-time input preparation (SPEC 1 and 9)."""
+"""Affine crop/scale/flip (the matrices: :mod:`centernet.ops.transforms`), colour augmentation and test-time
+input preparation (SPEC 1 and 9)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +8,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..ops.transforms import get_affine_transform
 
 # ImageNet PCA of RGB pixel colours (in OpenCV's BGR order), used by the PCA lighting augmentation.
 EIG_VAL = np.array([0.2141788, 0.01817699, 0.00341571], dtype=np.float32)
@@ -19,43 +22,6 @@ EIG_VEC = np.array(
 GRAY_WEIGHTS = np.array([0.114, 0.587, 0.299])
 # Scale factors of the random crop: numpy's arange(0.6, 1.4, 0.1) (1.4 excluded).
 CROP_SCALES = np.arange(0.6, 1.4, 0.1)
-
-
-def _rotate(point: np.ndarray, rot_rad: float) -> np.ndarray:
-    sn, cs = np.sin(rot_rad), np.cos(rot_rad)
-    return np.array([point[0] * cs - point[1] * sn, point[0] * sn + point[1] * cs], dtype=np.float32)
-
-
-def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d = a - b
-    return b + np.array([-d[1], d[0]], dtype=np.float32)
-
-
-def get_affine_transform(center, scale, rot: float, output_size, shift=(0.0, 0.0), inv: bool = False) -> np.ndarray:
-    """2x3 matrix mapping the square of side ``scale`` (pixels) around ``center`` (x, y) onto
-    ``output_size`` (w, h), rotated by ``rot`` degrees; ``inv`` gives the way back."""
-    scale = np.array([scale, scale], dtype=np.float32) if np.isscalar(scale) else np.asarray(scale, np.float32)
-    center = np.asarray(center, dtype=np.float32)
-    shift = np.asarray(shift, dtype=np.float32)
-    src_w = scale[0]
-    dst_w, dst_h = output_size
-    src_dir = _rotate(np.array([0, src_w * -0.5], np.float32), np.pi * rot / 180)
-    dst_dir = np.array([0, dst_w * -0.5], np.float32)
-    src = np.zeros((3, 2), dtype=np.float32)
-    dst = np.zeros((3, 2), dtype=np.float32)
-    src[0] = center + scale * shift
-    src[1] = src[0] + src_dir
-    dst[0] = [dst_w * 0.5, dst_h * 0.5]
-    dst[1] = dst[0] + dst_dir
-    src[2] = _third_point(src[0], src[1])
-    dst[2] = _third_point(dst[0], dst[1])
-    return cv2.getAffineTransform(dst, src) if inv else cv2.getAffineTransform(src, dst)
-
-
-def affine_transform(points: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Apply a 2x3 matrix to points [..., 2]."""
-    points = np.asarray(points, dtype=np.float32)
-    return points @ t[:, :2].T.astype(np.float32) + t[:, 2].astype(np.float32)
 
 
 def _border(border: int, size: int) -> int:

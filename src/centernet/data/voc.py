@@ -8,8 +8,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from .convert import BoxCleaner, check_images, to_coco_dict
+from .formats import OpenRequest, register_format
 from .io import DataError
 from .sample import DetectionSource, Sample
+
+#: (annotation folder, image folders in the order tried): this project's layout, then the VOC devkit's
+LAYOUTS = (("annotations", ("images", "JPEGImages")), ("Annotations", ("JPEGImages", "images")))
 
 
 class VocDetection(DetectionSource):
@@ -110,6 +114,44 @@ class VocDetection(DetectionSource):
     def to_coco_dict(self) -> dict[str, Any]:
         """COCO-style ground truth (category ids 1..C, difficult objects as ``iscrowd``)."""
         return to_coco_dict(self)
+
+
+def voc_split_file(root: str | Path, split: str) -> Path:
+    """Where split ``split`` of the VOC folder ``root`` is listed (the devkit's ``ImageSets/Main/<split>.txt``)."""
+    return Path(root) / "ImageSets" / "Main" / f"{split}.txt"
+
+
+def voc_layout(path: Path) -> tuple[Path, tuple[str, ...]] | None:
+    """(annotation folder holding ``*.xml``, image folder names to try) of a VOC folder, or None."""
+    if not path.is_dir():
+        return None
+    for ann_name, image_names in LAYOUTS:
+        ann_dir = path / ann_name
+        if ann_dir.is_dir() and any(ann_dir.glob("*.xml")):
+            return ann_dir, image_names
+    return None
+
+
+@register_format("voc", lambda path: voc_layout(path) is not None, priority=30, own_splits=True,
+                 looks_for="a PASCAL VOC folder (annotations/*.xml + images/, or the devkit's "
+                           "Annotations/ + JPEGImages/)")
+def open_voc(request: OpenRequest) -> VocDetection:
+    """Images in ``image_dir``, else the layout's image folder; ``split`` from :func:`voc_split_file`."""
+    layout = voc_layout(request.path)
+    if layout is None:
+        raise DataError(f"{request.path}: not a VOC folder (no annotations/*.xml or Annotations/*.xml)")
+    ann_dir, image_names = layout
+    image_dir = request.image_dir
+    if image_dir is None:
+        found = [request.path / name for name in image_names if (request.path / name).is_dir()]
+        if not found:
+            raise DataError(f"{request.path}: VOC annotations found but no image folder {list(image_names)}; "
+                            "pass image_dir")
+        image_dir = found[0]
+    options = dict(request.options)
+    if request.split:
+        options["split_file"] = voc_split_file(request.path, request.split)
+    return VocDetection(ann_dir, image_dir, **options)
 
 
 def _text(node: ET.Element, tag: str, path: Path, where: str = "") -> str:

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .convert import BoxCleaner, check_images, to_coco_dict
+from .formats import OpenRequest, register_format
 from .io import DataError, read_image
 from .sample import DetectionSource, Sample
 
@@ -139,6 +140,32 @@ class YoloDetection(DetectionSource):
     def to_coco_dict(self) -> dict[str, Any]:
         """COCO-style ground truth (category ids 1..C)."""
         return to_coco_dict(self)
+
+
+def has_images(folder: Path) -> bool:
+    """Whether ``folder`` itself holds image files (not only sub-folders)."""
+    return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
+
+
+def is_yolo_folder(path: Path) -> bool:
+    return path.is_dir() and ((path / "images").is_dir() or has_images(path))
+
+
+# The loosest probe (any folder with images), so asked last.
+@register_format("yolo", is_yolo_folder, priority=90,
+                 looks_for="a YOLO folder (images/ + labels/, or a folder of images with their .txt labels)")
+def open_yolo(request: OpenRequest) -> YoloDetection:
+    """``<path>/images`` (or its only sub-folder, as in ``coco128/images/train2017``), else ``path`` itself."""
+    images = request.path / "images"
+    if not images.is_dir():
+        return YoloDetection(request.path, **request.options)
+    if not has_images(images):
+        subdirs = sorted(p for p in images.iterdir() if p.is_dir())
+        if len(subdirs) != 1:
+            raise DataError(f"{images}: no images here and {len(subdirs)} sub-folders {[p.name for p in subdirs]}; "
+                            "open one of them explicitly")
+        images = subdirs[0]
+    return YoloDetection(images, **request.options)
 
 
 def _image_size(path: Path) -> tuple[int, int]:

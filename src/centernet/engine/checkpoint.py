@@ -17,15 +17,16 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ExperimentConfig
-from ..models.official import CheckpointMismatchError, LoadReport
-from ..models.weights_file import CheckpointFileError, load_weights_file
+from ..weights.fit import CheckpointMismatchError, fit_state
+from ..weights.read import FORMAT, CheckpointFileError, read_checkpoint
 
-FORMAT = "centernet-checkpoint-v1"
 PLAIN_SCALARS = (bool, int, float, str, type(None))
 MAX_LISTED = 5  # tensors named per kind of mismatch
 
+# FORMAT, read_checkpoint and the errors live in centernet.weights (the reader of every weights file); they
+# are named here too, beside the writer of the files they read
 __all__ = ["FORMAT", "CheckpointFileError", "CheckpointMismatchError", "save_checkpoint", "read_checkpoint",
-           "checkpoint_config", "load_checkpoint", "load_model_state", "atomic_write", "finite_state", "plain",
+           "checkpoint_config", "load_model_state", "atomic_write", "finite_state", "plain",
            "unwrap"]
 
 
@@ -107,25 +108,6 @@ def finite_state(model: nn.Module) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ reading
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The content of a checkpoint written by :func:`save_checkpoint`, read without running code.
-
-    Raises :class:`CheckpointFileError` (a ``ValueError``) with one line naming ``path``: not found,
-    ``not a complete checkpoint``, ``refused`` (it would need code execution), or not a centernet file.
-    """
-    path = Path(path)
-    payload = load_weights_file(path)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        hint = " (an original CenterNet file? use centernet.load_official_checkpoint)" \
-            if isinstance(payload, dict) and "state_dict" in payload else ""
-        raise CheckpointFileError(f"{path} is not a centernet checkpoint{hint}")
-    model = payload.get("model")
-    if not isinstance(payload.get("config"), dict) or not isinstance(model, Mapping) \
-            or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in model.items()):
-        raise CheckpointFileError(f"not a complete checkpoint: {path} (no config or no model tensors)")
-    return payload
-
-
 def checkpoint_config(payload: dict[str, Any], path: str | Path) -> ExperimentConfig:
     """The :class:`ExperimentConfig` stored in a checkpoint's ``payload`` (errors name ``path``)."""
     try:
@@ -137,12 +119,7 @@ def checkpoint_config(payload: dict[str, Any], path: str | Path) -> ExperimentCo
 def load_model_state(model: nn.Module, state: Mapping[str, Tensor], path: str | Path) -> None:
     """``model.load_state_dict(state)``, or :class:`CheckpointMismatchError` naming ``path`` and the
     missing, unexpected and mis-shaped tensors (a checkpoint of another architecture or task)."""
-    ours = model.state_dict()
-    report = LoadReport(
-        missing=[(k, tuple(v.shape)) for k, v in ours.items() if k not in state],
-        unexpected=[(k, tuple(v.shape)) for k, v in state.items() if k not in ours],
-        mismatched=[(k, tuple(state[k].shape), tuple(v.shape)) for k, v in ours.items()
-                    if k in state and state[k].shape != v.shape])
+    _, report = fit_state(model.state_dict(), state)
     if not report.ok:
         arch = getattr(model, "arch", type(model).__name__)
         raise CheckpointMismatchError(f"{path}: the weights do not fit the {arch!r} model of its config "

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..hub import DownloadError
+from ..weights.download import DownloadError
 
 #: the last "package.module.SomeError: message" line of a traceback
 _RAISED_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Diverged): ", re.MULTILINE)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.transforms import output_side
-from ..postprocess import to_image_coords
+from ..ops.transforms import to_image_coords
 from ..tasks.base import Task
 from .precision import autocast_context, check_fp32_runner, resolve_precision
 

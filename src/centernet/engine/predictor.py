@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..data.io import DataError
 from ..tasks.base import Task
-from ..visualize import heatmap_overlay
+from ..viz.detections import heatmap_overlay
 from .evaluator import EvalSettings, image_meta, pad_style
 from .inference import Runner, as_runner, predict_passes
 from .inputs import Frame, TestPreparer, VideoFrames, expand_inputs, image_batches, is_video

@@ -1,58 +1,45 @@
-"""Run reports written into the run folder: results.csv / results.png, per-class PR curves and AP table,
-a confusion matrix, validation mosaics, and TensorBoard events when ``tensorboard`` is installed.
+"""The reports of a run folder, from what the trainer and the evaluator produce: results.csv / results.png
+after every epoch; after each evaluation the per-class PR curves and AP table (when the scorer computed
+per-class curves), the confusion matrix and a validation mosaic (from the first six columns of the detection
+rows, x1 y1 x2 y2 score class, which every task has); TensorBoard events when tensorboard is installed.
 
-Plots use matplotlib's Agg backend, imported on first use, so importing this module stays cheap. Inputs
-are plain numbers and numpy arrays (history records, {class: (recall, precision)}), not evaluator objects.
-Detections are rows (x1, y1, x2, y2, score, class, ...); ground truth is rows (x1, y1, x2, y2, class).
+This module decides what goes into each report and when it is written; :mod:`centernet.viz.plots` draws the
+pictures. Inputs are plain numbers and numpy arrays (history records, {class: (recall, precision)}), not
+evaluator objects. Detections are rows (x1, y1, x2, y2, score, class, ...); ground truth is rows (x1, y1, x2,
+y2, class). A report that cannot be written (a full disk, a broken plotting backend) is a warning, never the
+end of a training run. Importing this module stays cheap: torch and matplotlib come on first use.
 """
 from __future__ import annotations
 
 import csv
 import math
-import os
+import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import cv2
 import numpy as np
 
-from ..visualize import draw_detections, draw_ground_truth
+from ..data.io import read_image
+from ..data.sample import DetectionSource
+# the mosaic's layout (CAPTION_HEIGHT) is part of this module's reports, as are the pictures themselves
+from ..viz.plots import (CAPTION_HEIGHT, Panel, PathLike, as_rows, plot_confusion_matrix, plot_panels, plot_pr_curves,
+                         validation_mosaic)
 
-PathLike = str | os.PathLike[str]
-PANEL_INCHES = 3.0  # side of one small-multiple panel
-DPI = 120
-MAX_MARKERS = 30  # points per line up to which each is marked
-MAX_LEGEND = 20  # classes named in a PR plot's legend; more are drawn unnamed
-MAX_ANNOTATED = 30  # classes whose confusion-matrix cells get numbers written in them
-CELL_INCHES = 0.18  # side of one confusion-matrix cell
-TILE_HEIGHT = 320  # pixels of each picture in a validation mosaic
-CAPTION_HEIGHT = 22  # pixels of the white caption bar above each mosaic picture
-PAIR_GAP, ROW_GAP, GAP_GREY = 4, 12, 200  # white gap inside a pair, grey gap between pairs
+if TYPE_CHECKING:
+    from .evaluator import EvalResult
+
 VAL_PREFIX = "val_"
 # file names in the run folder
 RESULTS_CSV, RESULTS_PNG = "results.csv", "results.png"
 PR_CURVES_PNG, AP_TABLE_TXT = "pr_curves.png", "per_class_ap.txt"
 CONFUSION_PNG, MOSAIC_JPG = "confusion_matrix.png", "val_mosaic.jpg"
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: PathLike, tight: bool = True) -> Path:
-    """Write and close ``fig``; ``tight`` crops to what is drawn (a second layout pass, about half again
-    the time: only for figures with parts outside the axes, such as an outer legend)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight" if tight else None)
-    _pyplot().close(fig)
-    return path
+PLOT_INTERVAL_S = 30.0  # results.png is redrawn at most this often (a plot costs ~1 s), and at the end
+MOSAIC_IMAGES = 4  # validation images in the mosaic
+MOSAIC_SCORE = 0.3  # predictions drawn in the mosaic
+CONFUSION_SCORE = 0.25  # detections counted in the confusion matrix
 
 
 # ------------------------------------------------------------------------------------------ per epoch
@@ -105,60 +92,22 @@ def result_panels(history: Sequence[Mapping[str, Any]],
 
 def plot_results(history: Sequence[Mapping[str, Any]], path: PathLike, x_key: str = "epoch",
                  loss_keys: Sequence[str] | None = None) -> Path:
-    """Loss terms, validation metrics and the learning rate against ``x_key``, as small multiples."""
-    plt = _pyplot()
-    panels = result_panels(history, loss_keys)
-    cols = min(4, max(1, len(panels)))
-    rows = max(1, math.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(PANEL_INCHES * cols, PANEL_INCHES * 0.8 * rows), squeeze=False)
+    """Loss terms, validation metrics and the learning rate against ``x_key``, as small multiples (the
+    panels of :func:`result_panels`; the learning rate on a log scale)."""
     x = _series(history, x_key) if history and x_key in history[0] else np.arange(1, len(history) + 1)
-    from matplotlib.ticker import MaxNLocator
-
-    for ax, (title, keys) in zip(axes.flat, panels):
+    panels = []
+    for title, keys in result_panels(history, loss_keys):
+        lines = []
         for key in keys:
             y = _series(history, key)
             if key.startswith(VAL_PREFIX):
                 y[y < 0] = np.nan  # COCOeval's -1: undefined (no objects of that size)
-            seen = np.isfinite(y)
-            marker = "o" if seen.sum() <= MAX_MARKERS else None
-            ax.plot(x[seen], y[seen], marker=marker, markersize=3, linewidth=1.5, label=key.removeprefix(VAL_PREFIX))
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel(x_key, fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.3)
-        if title == "lr":
-            ax.set_yscale("log")
-        if len(keys) > 1:
-            ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    fig.tight_layout()
-    return _save(fig, path, tight=False)
+            lines.append((key.removeprefix(VAL_PREFIX), y))
+        panels.append(Panel(title, tuple(lines), log_y=title == "lr"))
+    return plot_panels(x, panels, path, x_label=x_key)
 
 
 # ------------------------------------------------------------------------------------------ per evaluation
-def plot_pr_curves(pr: Mapping[str, tuple[np.ndarray, np.ndarray]], path: PathLike,
-                   title: str = "precision-recall (IoU 0.5)") -> Path:
-    """One curve per class ({name: (recall [R], precision [R])}, NaN-free) and their mean in bold, with
-    each class's AP (mean precision over the recall points) in the legend."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(PANEL_INCHES * 2, PANEL_INCHES * 1.6))
-    curves = [(name, np.asarray(r), np.asarray(p)) for name, (r, p) in pr.items()]
-    named = len(curves) <= MAX_LEGEND
-    for name, recall, precision in curves:
-        ax.plot(recall, precision, linewidth=1, alpha=0.9 if named else 0.35,
-                label=f"{name} {np.mean(precision):.3f}" if named else None)
-    if curves:
-        mean = np.mean([p for _, _, p in curves], axis=0)
-        ax.plot(curves[0][1], mean, color="blue", linewidth=3, label=f"all classes (mAP) {np.mean(mean):.3f}")
-    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=title)
-    ax.grid(alpha=0.3)
-    if curves:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    return _save(fig, path)
-
-
 def per_class_ap_table(ap: Mapping[str, float], ap50: Mapping[str, float] | None = None,
                        num_gt: Mapping[str, int] | None = None) -> str:
     """An aligned text table: class, objects, AP, AP50 (NaN shown as "-"), then the mean over classes."""
@@ -185,16 +134,6 @@ def _nanmean(values: Sequence[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU [N, M] of boxes a [N, 4] and b [M, 4] (x1, y1, x2, y2)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:4], b[None, :, 2:4])
-    inter = (rb - lt).clip(0).prod(axis=2)
-    area_a = (a[:, 2:4] - a[:, :2]).clip(0).prod(axis=1)
-    area_b = (b[:, 2:4] - b[:, :2]).clip(0).prod(axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
-
-
 def confusion_matrix(detections: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], num_classes: int,
                      iou: float = 0.5, score: float = 0.25) -> np.ndarray:
     """Counts [C+1, C+1]: rows the predicted class, columns the true class, index C the background.
@@ -203,13 +142,18 @@ def confusion_matrix(detections: Sequence[np.ndarray], ground_truth: Sequence[np
     greedily by decreasing IoU (>= ``iou``), each at most once. A match counts at (pred, true), an
     unmatched detection at (pred, background), an unmatched object at (background, true).
     """
+    import torch  # on first use: importing this module stays cheap
+
+    from ..ops.boxes import box_iou
+
     bg = num_classes
     matrix = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
     for dets, gt in zip(detections, ground_truth):
-        dets, gt = _rows(dets, 6), _rows(gt, 5)
+        dets, gt = as_rows(dets, 6), as_rows(gt, 5)
         dets = dets[dets[:, 4] >= score]
         pred_cls, true_cls = dets[:, 5].astype(np.int64), gt[:, 4].astype(np.int64)
-        overlaps = box_iou(dets[:, :4], gt[:, :4])  # [D, G]
+        overlaps = box_iou(torch.from_numpy(dets[:, None, :4]),  # [D, 1, 4] with [1, G, 4] -> [D, G]
+                           torch.from_numpy(gt[None, :, :4])).numpy()
         det_i, gt_i = np.nonzero(overlaps >= iou)
         order = np.argsort(-overlaps[det_i, gt_i], kind="stable")
         used_det, used_gt = np.zeros(len(dets), bool), np.zeros(len(gt), bool)
@@ -220,92 +164,6 @@ def confusion_matrix(detections: Sequence[np.ndarray], ground_truth: Sequence[np
         np.add.at(matrix, (pred_cls[~used_det], bg), 1)
         np.add.at(matrix, (bg, true_cls[~used_gt]), 1)
     return matrix
-
-
-def _rows(rows: np.ndarray, min_columns: int) -> np.ndarray:
-    """``rows`` as a float [N, D] array; an empty input becomes [0, min_columns]."""
-    rows = np.asarray(rows, dtype=np.float64)
-    return rows if rows.size else np.zeros((0, min_columns))
-
-
-def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: PathLike,
-                          normalize: bool = True, hide_empty: bool = True) -> Path:
-    """The matrix of :func:`confusion_matrix` as a picture, each true-class column normalised to sum 1
-    (the background column: to its own total) when ``normalize``; ``hide_empty`` leaves out classes that
-    were neither present nor predicted."""
-    plt = _pyplot()
-    values = matrix.astype(np.float64)
-    if normalize:
-        values = values / np.maximum(values.sum(axis=0, keepdims=True), 1)
-    names = list(class_names) + ["background"]
-    if hide_empty:
-        keep = (matrix.sum(axis=0) + matrix.sum(axis=1)) > 0
-        keep[-1] = True
-        values, names = values[np.ix_(keep, keep)], [n for n, k in zip(names, keep) if k]
-    side = max(4.0, CELL_INCHES * len(names) + 2)
-    fig, ax = plt.subplots(figsize=(side * 1.15, side))
-    image = ax.imshow(np.where(values > 0, values, np.nan), cmap="Blues", vmin=0,
-                      vmax=1 if normalize else None)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ticks = np.arange(len(names))
-    font = 8 if len(names) <= MAX_ANNOTATED else 5
-    ax.set_xticks(ticks, names, rotation=90, fontsize=font)
-    ax.set_yticks(ticks, names, fontsize=font)
-    ax.set(xlabel="true", ylabel="predicted", title="confusion matrix" + (" (normalised)" if normalize else ""))
-    if len(names) <= MAX_ANNOTATED:
-        for r, c in zip(*np.nonzero(values > 0)):
-            ax.text(c, r, f"{values[r, c]:.2f}" if normalize else str(int(values[r, c])), ha="center",
-                    va="center", fontsize=6, color="white" if values[r, c] > 0.5 * np.nanmax(values) else "black")
-    return _save(fig, path)
-
-
-def _fit_height(image: np.ndarray, height: int) -> np.ndarray:
-    width = max(1, round(image.shape[1] * height / image.shape[0]))
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-
-
-def _gap(height: int, width: int, value: int) -> np.ndarray:
-    return np.full((height, width, 3), value, np.uint8)
-
-
-def _caption(image: np.ndarray, text: str) -> np.ndarray:
-    bar = np.full((CAPTION_HEIGHT, image.shape[1], 3), 255, np.uint8)
-    cv2.putText(bar, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.vstack([bar, image])
-
-
-def validation_mosaic(images: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
-                      ground_truth: Sequence[np.ndarray], class_names: Sequence[str], path: PathLike,
-                      score: float = 0.3, columns: int = 2, tile_height: int = TILE_HEIGHT) -> Path:
-    """A PNG/JPEG of BGR ``images`` with ground truth (left) and predictions above ``score`` (right) side
-    by side, ``columns`` such pairs per row."""
-    pairs = []
-    for image, dets, gt in zip(images, predictions, ground_truth):
-        dets, gt = _rows(dets, 6).copy(), _rows(gt, 5).copy()
-        scale = tile_height / image.shape[0]  # draw at tile size, so labels keep a readable size
-        dets[:, :4] *= scale
-        gt[:, :4] *= scale
-        tile = _fit_height(image, tile_height)
-        kept = int((dets[:, 4] >= score).sum())
-        truth = draw_ground_truth(tile, gt[:, :4], gt[:, 4].astype(np.int64), class_names)
-        pairs.append(np.hstack([_caption(truth, f"ground truth ({len(gt)})"),
-                                _gap(tile_height + CAPTION_HEIGHT, PAIR_GAP, 255),
-                                _caption(draw_detections(tile, dets, class_names, score),
-                                         f"predictions >= {score:g} ({kept})")]))
-    if not pairs:
-        raise ValueError("validation_mosaic: no images")
-    height = tile_height + CAPTION_HEIGHT
-    rows = []
-    for i in range(0, len(pairs), columns):
-        row = [part for pair in pairs[i:i + columns] for part in (pair, _gap(height, ROW_GAP, GAP_GREY))]
-        rows.append(np.hstack(row[:-1]))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.hstack([r, _gap(height, width - r.shape[1], GAP_GREY)]) for r in rows]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.vstack(rows)):
-        raise OSError(f"{path}: could not write the picture")
-    return path
 
 
 # ------------------------------------------------------------------------------------------ run folder
@@ -380,3 +238,95 @@ class TensorBoardLogger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ------------------------------------------------------------------------------------------ one run
+def ground_truth_rows(source: DetectionSource, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """image id -> [N, 5] rows (x1, y1, x2, y2, class) of the non-ignored objects of those images."""
+    wanted = set(int(i) for i in image_ids)
+    out = {}
+    for sample in source.samples:
+        if sample.image_id in wanted:
+            keep = ~np.asarray(sample.ignore, dtype=bool)
+            out[sample.image_id] = np.hstack([sample.boxes[keep], sample.labels[keep, None].astype(np.float32)])
+    return out
+
+
+def evaluation_reports(out_dir: str | Path, result: EvalResult, source: DetectionSource,
+                       class_names: Sequence[str], mosaic_images: int = MOSAIC_IMAGES,
+                       score: float = MOSAIC_SCORE) -> list[Path]:
+    """pr_curves.png + per_class_ap.txt (when ``result.per_class``), confusion_matrix.png and val_mosaic.jpg
+    (when ``result.boxes``) in ``out_dir``; returns the files written."""
+    out = Path(out_dir)
+    names = list(class_names)
+    matrix = None
+    truth: dict[int, np.ndarray] = {}
+    if result.boxes:
+        truth = ground_truth_rows(source, list(result.boxes))
+        ids = [i for i in result.boxes if i in truth]
+        matrix = confusion_matrix([result.boxes[i] for i in ids], [truth[i] for i in ids], len(names),
+                                  score=CONFUSION_SCORE)
+    written: list[Path] = []
+    if result.per_class is not None:
+        written += write_evaluation_reports(out, result.per_class, matrix, names)
+    elif matrix is not None:
+        written.append(plot_confusion_matrix(matrix, names, out / CONFUSION_PNG))
+    if truth and mosaic_images:
+        picks = [s for s in source.samples if s.image_id in result.boxes][:mosaic_images]
+        images = [read_image(s.path) for s in picks]
+        written.append(validation_mosaic(images, [result.boxes[s.image_id] for s in picks],
+                                         [truth[s.image_id] for s in picks], names, out / MOSAIC_JPG, score))
+    return written
+
+
+class RunReports:
+    """The reports of one training run in ``out_dir`` (rank 0 only). ``enabled=False`` writes nothing."""
+
+    def __init__(self, out_dir: str | Path, class_names: Sequence[str], val_source: DetectionSource | None = None,
+                 enabled: bool = True) -> None:
+        self.out_dir, self.class_names, self.val_source = Path(out_dir), list(class_names), val_source
+        self.enabled = enabled
+        self.tensorboard = TensorBoardLogger(self.out_dir) if enabled else None
+        self._warned: set[str] = set()
+        self._plotted = -math.inf  # time.monotonic() of the last results.png
+
+    def _guard(self, what: str, write: Callable[[], Any]) -> Any:
+        try:
+            return write()
+        except Exception as err:  # a report is never worth the run: warn once per kind and go on
+            if what not in self._warned:
+                self._warned.add(what)
+                warnings.warn(f"{what} not written in {self.out_dir}: {type(err).__name__}: {err}", stacklevel=3)
+            return None
+
+    def epoch(self, history: Sequence[Mapping[str, Any]], loss_keys: Sequence[str] | None = None,
+              final: bool = False) -> None:
+        """results.csv and the epoch's scalars (the last record of ``history``); results.png too when
+        ``final`` (the last epoch, or one with a validation) or PLOT_INTERVAL_S after the last one."""
+        if not self.enabled or not history:
+            return
+        plot = final or time.monotonic() - self._plotted >= PLOT_INTERVAL_S
+        self._guard("results.csv / results.png",
+                    lambda: write_epoch_reports(history, self.out_dir, loss_keys, plot))
+        if plot:
+            self._plotted = time.monotonic()
+        if self.tensorboard is not None:
+            record = history[-1]
+            self._guard("TensorBoard events", lambda: self.tensorboard.log_scalars(record, int(record["epoch"])))
+
+    def evaluation(self, result: EvalResult, epoch: int) -> list[Path]:
+        """The evaluation pictures of ``result`` (on the validation source)."""
+        if not self.enabled or self.val_source is None:
+            return []
+        written = self._guard("evaluation reports", lambda: evaluation_reports(
+            self.out_dir, result, self.val_source, self.class_names)) or []
+        mosaic = self.out_dir / MOSAIC_JPG
+        if self.tensorboard is not None and self.tensorboard.enabled and mosaic in written:
+            image = cv2.imread(str(mosaic))
+            if image is not None:
+                self._guard("TensorBoard events", lambda: self.tensorboard.log_image("val/mosaic", image, epoch))
+        return written
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()

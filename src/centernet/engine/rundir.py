@@ -22,8 +22,9 @@ import torch
 
 from ..config import ExperimentConfig, override
 from ..data.transforms import output_side
+from ..weights.read import read_checkpoint
 from . import distributed as dist_utils
-from .checkpoint import atomic_write, checkpoint_config, read_checkpoint
+from .checkpoint import atomic_write, checkpoint_config
 
 #: files whose presence means a folder holds a run
 RUN_FILES = ("last.pth", "best.pth", "log.jsonl", "config.json")

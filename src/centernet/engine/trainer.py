@@ -30,14 +30,15 @@ from ..config import ExperimentConfig
 from ..data.pipeline import TrainDataset, collate
 from ..data.sample import DetectionSource
 from ..tasks.base import Task
+from ..weights.read import read_checkpoint
 from . import distributed as dist_utils
-from .checkpoint import finite_state, load_model_state, read_checkpoint, save_checkpoint, unwrap
+from .checkpoint import finite_state, load_model_state, save_checkpoint, unwrap
 from .console import LABEL_WIDTH, EpochTable, ProgressLines, startup_summary
 from .distributed import resolve_device
 from .errors import TrainingDiverged
 from .evaluator import EvalResult, EvalSettings
 from .rundir import append_log, write_config, write_log
-from .run_reports import RunReports
+from .reports import RunReports
 
 #: record keys that are not loss terms
 NON_LOSS_KEYS = ("epoch", "lr", "images_per_s", "skipped_steps")

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .kitti_labels import KittiObject, read_kitti_labels
+from ..data.kitti_labels import KITTI_CLASSES, NO_ALPHA, NO_LOCATION, KittiObject, frame_file, read_kitti_labels
 from .kitti_match import N_SAMPLES, MatchInput, precision_curves
 from .rotated_iou import bev_intersection, bev_overlap, box3d_overlap, image_overlap
 
@@ -28,7 +28,6 @@ MIN_HEIGHT = (40, 25, 25)  # pixels
 MAX_OCCLUSION = (0, 1, 2)
 MAX_TRUNCATION = (0.15, 0.3, 0.5)
 METRICS = ("bbox", "aos", "bev", "3d")
-CLASSES = ("Car", "Pedestrian", "Cyclist")
 # Minimum overlaps per class: (2D box, bird's-eye view, 3D). "centernet" is the devkit shipped with the
 # original CenterNet (its paper's figures); "official" is KITTI's benchmark server.
 OVERLAPS = {
@@ -36,8 +35,6 @@ OVERLAPS = {
     "official": {"car": (0.7, 0.7, 0.7), "pedestrian": (0.5, 0.5, 0.5), "cyclist": (0.5, 0.5, 0.5)},
 }
 NEIGHBOURS = {"car": ("van",), "pedestrian": ("person_sitting",)}
-NO_ALPHA = -10.0  # a detection with this alpha has no orientation: AOS is then not computed
-NO_LOCATION = -1000.0  # a detection with this x (y) has no bird's-eye view (3D) box
 Results = dict[str, dict[str, dict[str, float]]]
 
 
@@ -130,7 +127,7 @@ def _evaluate_class(gt: _Table, det: _Table, name: str, min_overlaps: tuple[floa
 
 def evaluate_kitti_labels(gt: Mapping[int, Sequence[KittiObject]], dets: Mapping[int, Sequence[KittiObject]],
                           overlaps: str | Mapping[str, tuple[float, float, float]] = "centernet",
-                          recall_points: int = 11, classes: Sequence[str] = CLASSES) -> Results:
+                          recall_points: int = 11, classes: Sequence[str] = KITTI_CLASSES) -> Results:
     """AP in percent, ``results[class][metric][difficulty]``, of detections (with scores) against labels.
 
     Only the frames that are keys of ``dets`` are evaluated (as the devkit evaluates only frames with a
@@ -170,7 +167,7 @@ def _frame_files(folder: Path) -> dict[int, Path]:
 
 def evaluate_kitti(gt_dir: str | Path, det_dir: str | Path,
                    overlaps: str | Mapping[str, tuple[float, float, float]] = "centernet",
-                   recall_points: int = 11, classes: Sequence[str] = CLASSES) -> Results:
+                   recall_points: int = 11, classes: Sequence[str] = KITTI_CLASSES) -> Results:
     """evaluate_kitti_labels on two folders of KITTI label files (%06d.txt; detections with a score).
 
     Every detection file's frame is evaluated and needs a label file of the same number in ``gt_dir``.
@@ -179,7 +176,7 @@ def evaluate_kitti(gt_dir: str | Path, det_dir: str | Path,
     det_files = _frame_files(det_dir)
     gt, dets = {}, {}
     for frame, path in sorted(det_files.items()):
-        gt_path = gt_dir / f"{frame:06d}.txt"
+        gt_path = frame_file(gt_dir, frame)
         if not gt_path.is_file():
             raise FileNotFoundError(f"{gt_path}: no ground truth for detection file {path}")
         gt[frame] = read_kitti_labels(gt_path)

@@ -9,16 +9,17 @@ does). Every image of the source is evaluated, with or without detections.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..data.kitti import DONT_CARE_CLASS, KITTI_TYPES
+from ..data.kitti import DONT_CARE_CLASS
+from ..data.kitti_labels import (KITTI_CLASSES, KITTI_TYPES, NO_ALPHA, NO_DIM, NO_LOCATION, KittiObject, frame_file,
+                                 write_kitti_labels)
 from ..data.sample import DetectionSource, Sample, category_ids
 from .scoring import SCORERS, Scorer
 
-#: KITTI's "no value" fields of a detection without orientation / 3D box
-NO_ALPHA, NO_DIM, NO_LOCATION = -10.0, -1.0, -1000.0
 #: the difficulty whose 3D AP, averaged over the classes with objects at that difficulty, is the headline
 HEADLINE_METRIC, HEADLINE_DIFFICULTY = "3d", "moderate"
 #: the devkit's moderate difficulty, to tell which classes have objects there (height, occlusion, truncation)
@@ -28,17 +29,16 @@ PERCENT = 100.0
 Results = dict[str, dict[str, dict[str, float]]]
 
 
-def _kitti_labels():
-    """The KITTI evaluation module and its label type (imported when first needed)."""
-    from . import kitti, kitti_labels
+def _devkit() -> ModuleType:
+    """The KITTI evaluation module (imported when first needed)."""
+    from . import kitti
 
-    return kitti, kitti_labels.KittiObject
+    return kitti
 
 
-def ground_truth_objects(sample: Sample) -> list[Any]:
+def ground_truth_objects(sample: Sample) -> list[KittiObject]:
     """The KITTI label objects of one sample: trained objects, ignore types and DontCare regions (once each,
     although the reader repeats a DontCare region on every class channel)."""
-    _, KittiObject = _kitti_labels()
     extra = sample.extra
     if "type_id" not in extra:
         raise ValueError(f"{sample.path}: KITTI scoring needs KITTI labels (read the data with KittiDetection)")
@@ -54,9 +54,8 @@ def ground_truth_objects(sample: Sample) -> list[Any]:
     return objects
 
 
-def result_object(result: Mapping[str, Any], class_name: str) -> Any:
+def result_object(result: Mapping[str, Any], class_name: str) -> KittiObject:
     """A KITTI detection object of one result dict (truncation and occlusion 0, as the original writes)."""
-    _, KittiObject = _kitti_labels()
     x, y, w, h = (float(v) for v in result["bbox"])
     return KittiObject(
         type=class_name, truncated=0.0, occluded=0, alpha=float(result.get("alpha", NO_ALPHA)),
@@ -103,7 +102,7 @@ class KittiScorer(Scorer):
     def __init__(self, source: DetectionSource, overlaps: str = "centernet", score_thresh: float = 0.0) -> None:
         super().__init__()
         self.source, self.overlaps, self.score_thresh = source, overlaps, score_thresh
-        self.classes = [c for c in ("Car", "Pedestrian", "Cyclist") if c in source.class_names]
+        self.classes = [c for c in KITTI_CLASSES if c in source.class_names]
         self.tables: dict[int, Results] | None = None  # recall points -> results, after :meth:`result`
 
     def add(self, results: Iterable[dict[str, Any]]) -> None:
@@ -114,11 +113,11 @@ class KittiScorer(Scorer):
         super().merge(states)
         self.tables = None
 
-    def frames(self) -> tuple[dict[int, list[Any]], dict[int, list[Any]]]:
+    def frames(self) -> tuple[dict[int, list[KittiObject]], dict[int, list[KittiObject]]]:
         """(ground truth, detections): KITTI objects per image id, every image of the source in both."""
         gt = {int(s.image_id): ground_truth_objects(s) for s in self.source.samples}
         names = dict(zip(category_ids(self.source), self.source.class_names))
-        dets: dict[int, list[Any]] = {frame: [] for frame in gt}
+        dets: dict[int, list[KittiObject]] = {frame: [] for frame in gt}
         for r in self.results:
             if r["score"] > self.score_thresh and names.get(r["category_id"]) in self.classes:
                 frame = int(r["image_id"])
@@ -130,9 +129,8 @@ class KittiScorer(Scorer):
     def compute(self) -> dict[int, Results]:
         """{recall points: results[class][metric][difficulty] in percent} (cached until new results come)."""
         if self.tables is None:
-            kitti, _ = _kitti_labels()
             gt, dets = self.frames()
-            self.tables = {n: kitti.evaluate_kitti_labels(gt, dets, self.overlaps, n, self.classes)
+            self.tables = {n: _devkit().evaluate_kitti_labels(gt, dets, self.overlaps, n, self.classes)
                            for n in RECALL_POINTS}
         return self.tables
 
@@ -163,7 +161,7 @@ class KittiScorer(Scorer):
 
     def report(self) -> str:
         """The devkit's table (class x metric x difficulty, percent) for 11 and 40 recall points."""
-        kitti, _ = _kitti_labels()
+        kitti = _devkit()
         parts = [f"KITTI AP, {n} recall points, overlaps {self.overlaps!r}:\n{kitti.format_kitti_table(table)}"
                  for n, table in self.compute().items()]
         return "\n\n".join(parts)
@@ -171,17 +169,11 @@ class KittiScorer(Scorer):
     def write(self, folder: str | Path) -> list[Path]:
         """The detections as KITTI result files ``folder/%06d.txt`` (one per image, empty ones too; values
         to 2 decimals as KITTI's files); returns the paths."""
-        from .kitti_labels import write_kitti_labels
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         _, dets = self.frames()
-        paths = []
-        for frame, objects in sorted(dets.items()):
-            path = folder / f"{frame:06d}.txt"
-            write_kitti_labels(path, objects, decimals=2)
-            paths.append(path)
-        return paths
+        return [write_kitti_labels(frame_file(folder, frame), objects, decimals=2)
+                for frame, objects in sorted(dets.items())]
 
 
 SCORERS.register("kitti")(KittiScorer)

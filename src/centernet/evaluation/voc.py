@@ -19,14 +19,30 @@ def _average_precision(recall: np.ndarray, precision: np.ndarray, eleven_point: 
     return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one box [4] with boxes [N, 4] (continuous coordinates, x2/y2 exclusive)."""
-    lt = np.maximum(box[:2], boxes[:, :2])
-    rb = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    return inter / np.maximum(area + areas - inter, 1e-12)
+def _overlaps(dets: list[dict[str, Any]], gts: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """IoU [N] of each detection's box with the N objects of its image (continuous coordinates, x2/y2
+    exclusive; an empty array where the image has none): one :func:`~centernet.ops.boxes.box_iou` per image.
+
+    Detection boxes are float64 and the objects' keep their dtype (float32 in a Sample): torch promotes the
+    mixed operands as NumPy did, so the objects' areas stay float32 products and every value is unchanged."""
+    import torch  # on first use: importing this module stays cheap
+
+    from ..ops.boxes import box_iou
+
+    by_image: dict[Any, list[int]] = {}
+    for i, det in enumerate(dets):
+        by_image.setdefault(det["image_id"], []).append(i)
+    out = [np.zeros(0)] * len(dets)
+    for image_id, idx in by_image.items():
+        boxes = gts.get(image_id, (np.zeros((0, 4)), None))[0]
+        if len(boxes) == 0:
+            continue
+        det_boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (dets[i]["bbox"] for i in idx)], np.float64)
+        ious = box_iou(torch.from_numpy(det_boxes[:, None]),  # [D, 1, 4] with [1, N, 4] -> [D, N]
+                       torch.from_numpy(np.asarray(boxes)[None])).numpy()
+        for i, row in zip(idx, ious):
+            out[i] = row
+    return out
 
 
 def voc_ap(source: DetectionSource, results: list[dict[str, Any]], iou_threshold: float = 0.5,
@@ -46,13 +62,11 @@ def voc_ap(source: DetectionSource, results: list[dict[str, Any]], iou_threshold
         dets = sorted((r for r in results if label_of.get(r["category_id"]) == label), key=lambda r: -r["score"])
         used = {iid: np.zeros(len(b), bool) for iid, (b, _) in gts.items()}
         tp, fp = np.zeros(len(dets)), np.zeros(len(dets))
-        for i, det in enumerate(dets):
-            x, y, w, h = det["bbox"]
-            boxes, ignore = gts.get(det["image_id"], (np.zeros((0, 4)), np.zeros(0, bool)))
-            if len(boxes) == 0:
+        for i, (det, ious) in enumerate(zip(dets, _overlaps(dets, gts))):
+            _, ignore = gts.get(det["image_id"], (np.zeros((0, 4)), np.zeros(0, bool)))
+            if len(ious) == 0:
                 fp[i] = 1
                 continue
-            ious = _iou(np.array([x, y, x + w, y + h]), boxes)
             best = int(ious.argmax())
             if ious[best] < iou_threshold:
                 fp[i] = 1

@@ -96,7 +96,7 @@ def export_onnx(model: nn.Module, task: Task, cfg: ExperimentConfig, path: str |
 
 def export_checkpoint(checkpoint: str | Path, path: str | Path, **options: Any) -> Path:
     """Export a centernet checkpoint (see :func:`export_onnx` for ``options``)."""
-    from ..builders import load_checkpoint
+    from ..app.builders import load_checkpoint
 
     cfg, model, task = load_checkpoint(checkpoint, "cpu")
     return export_onnx(model, task, cfg, path, **options)
@@ -168,7 +168,7 @@ class OnnxRunner:
 
 def onnx_predictor(path: str | Path, **overrides: Any):
     """A predictor on onnxruntime from an exported ``.onnx`` file alone (its metadata holds the config)."""
-    from ..builders import predictor_for_runner
+    from ..app.builders import predictor_for_runner
 
     runner = OnnxRunner(path)
     return predictor_for_runner(runner, runner.config, **overrides)

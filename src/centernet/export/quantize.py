@@ -85,7 +85,7 @@ class CalibrationReader:
     (a dynamic graph: the configured input size, or keep_res padding)."""
 
     def __init__(self, paths: Sequence[Path], config_json: str, input_size: tuple[int, int] | None) -> None:
-        from ..builders import eval_settings
+        from ..app.builders import eval_settings
         from ..config import ExperimentConfig
 
         self.settings = eval_settings(ExperimentConfig.from_dict(json.loads(config_json)))

@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Callable
 
 from ..registry import Registry
-from .detector import CenterNet
+from .detector import Detector
 from .heads import Branch, HeadSpec, HeadsArg, as_specs
 
-# arch name -> builder(heads, head_conv) -> CenterNet
-ARCHS: Registry[Callable[..., CenterNet]] = Registry("architecture")
+# arch name -> builder(heads, head_conv) -> Detector
+ARCHS: Registry[Callable[..., Detector]] = Registry("architecture")
 # arch name -> default head_conv (the original's: 64 for ResNets, 256 for DLA and Hourglass)
 DEFAULT_HEAD_CONV: dict[str, int] = {}
 # arch name -> what input sides must be a multiple of (its deepest down-sampling): 32, or 128 for Hourglass
@@ -24,7 +24,13 @@ def register_arch(name: str, head_conv: int, input_multiple: int = 32):
     return add
 
 
-def build_model(arch: str, heads: HeadsArg, head_conv: int | None = None) -> CenterNet:
+def register_arch_alias(name: str, target: str) -> None:
+    """``name`` builds ``target`` (same defaults); checkpoints and presets that say ``name`` keep working."""
+    ARCHS.alias(name, target)
+    DEFAULT_HEAD_CONV[name], INPUT_MULTIPLE[name] = DEFAULT_HEAD_CONV[target], INPUT_MULTIPLE[target]
+
+
+def build_model(arch: str, heads: HeadsArg, head_conv: int | None = None) -> Detector:
     """Build ``arch`` (see ``ARCHS.names()``) with ``heads``: :class:`HeadSpec` s from a task, or plain
     {name: channels} (no prior, no branch; ``centernet.build_model`` resolves names through the tasks).
 

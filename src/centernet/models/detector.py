@@ -6,7 +6,7 @@ from torch import Tensor, nn
 from .heads import Heads, HeadsArg, as_specs, make_branches
 
 
-class CenterNet(nn.Module):
+class Detector(nn.Module):
     """Composes a backbone, a neck and, per stack, the heads' shared branches and one :class:`Heads`.
 
     ``forward`` returns a list with one {head name: [B, n, H/4, W/4]} dict per stack; in eval mode only the
@@ -34,3 +34,12 @@ class CenterNet(nn.Module):
         if not self.training:
             return [self._stack(len(self.heads) - 1, features[-1])]
         return [self._stack(i, f) for i, f in enumerate(features)]
+
+
+def __getattr__(name: str):
+    if name == "CenterNet":  # the old name, one release: ``centernet.CenterNet`` is the facade
+        import warnings
+
+        warnings.warn("centernet.models.detector.CenterNet is now Detector", DeprecationWarning, stacklevel=2)
+        return Detector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

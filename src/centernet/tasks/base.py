@@ -19,8 +19,8 @@ from ..data.sample import DetectionSource, Sample
 from ..evaluation.coco import detections_to_coco
 from ..evaluation.scoring import Scorer, default_scorer
 from ..models.heads import HEATMAP_PRIOR, Branch, HeadSpec
-from ..postprocess import merge_detections
-from ..visualize import draw_detections
+from ..ops.boxes import merge_detections
+from ..viz.detections import draw_detections
 
 #: per-image metadata: {"image_id": [B], "image_size": [B, 2] (w, h), "trans_inv": [B, 2, 3], "calib": [B, 3, 4]}
 Meta = Mapping[str, Tensor]

@@ -33,8 +33,7 @@ from torch import Tensor, nn
 from ..data.sample import Sample
 from ..models.heads import HEATMAP_PRIOR, Branch, HeadSpec
 from ..models.layers.corner_pool import CornerPoolModule
-from ..models.official_cornernet import cornernet_heads
-from ..visualize import class_color, draw_detections, line_thickness
+from ..viz.detections import class_color, draw_detections, line_thickness
 from .base import Meta, Task
 from .cornernet_decode import (AE_THRESHOLD, NUM_DETS, ORACLE_TAG_SPACING, cornernet_oracle_maps,
                                cornernet_postprocess, decode_cornernet)
@@ -54,6 +53,11 @@ CORNER_ANALYSIS_ROWS = (
     ("heatmaps + offsets", frozenset(HEAT_HEADS + REGR_HEADS)),
     ("heatmaps + offsets + embeddings", frozenset(HEAT_HEADS + REGR_HEADS + TAG_HEADS)),
 )
+
+
+def cornernet_heads(num_classes: int = 80) -> dict[str, int]:
+    """CornerNet's heads and their channels: heatmaps per class, a 1-d embedding and a 2-d offset per corner."""
+    return {"tl_heat": num_classes, "br_heat": num_classes, "tl_tag": 1, "br_tag": 1, "tl_regr": 2, "br_regr": 2}
 
 
 def pool_channels(dim: int) -> int:

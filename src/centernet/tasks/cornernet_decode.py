@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..decode import gather_feat, peaks, topk
-from ..postprocess import merge_detections
+from ..ops.boxes import merge_detections
+from ..ops.decode import gather_feat, peaks, topk
 from .ctdet import scatter_at
 
 INVALID_SCORE = -1.0  # score of a pair rejected by class, embedding distance or geometry (as the original)

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..decode import gather_feat
-from ..losses import focal_loss, reg_smooth_l1_loss
+from ..ops.decode import gather_feat
+from ..ops.losses import focal_loss, reg_smooth_l1_loss
 
 # Loss weights (SPEC 7): heatmaps 1, pull 0.1, push 0.1, offsets 1
 CORNERNET_WEIGHTS = {"heat": 1.0, "pull": 0.1, "push": 0.1, "regr": 1.0}

@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..targets import draw_gaussian, object_radius
+from ..ops.heatmap import draw_gaussian, object_radius
 
 Penalty = Literal["object", "fixed", "none"]
 PENALTIES = ("object", "fixed", "none")

@@ -6,9 +6,9 @@ import torch
 from torch import Tensor
 
 from ..data.sample import Sample
-from ..decode import decode_ctdet
-from ..losses import focal_loss, heatmap_mse_loss, reg_l1_loss, reg_smooth_l1_loss
-from ..targets import GAUSSIANS, object_radius
+from ..ops.decode import decode_ctdet
+from ..ops.heatmap import GAUSSIANS, object_radius
+from ..ops.losses import focal_loss, heatmap_mse_loss, reg_l1_loss, reg_smooth_l1_loss
 from .base import Task, flip_lr
 
 # The CenterNet paper's ablations (its Table 4): heatmap loss and size loss; the paper's defaults first
@@ -39,7 +39,7 @@ def activate_heatmap(kind: str, raw: Tensor) -> Tensor:
 
 def size_loss(kind: str, pred: Tensor, ind: Tensor, mask: Tensor, target: Tensor) -> Tensor:
     """``l1``: gathered L1 per element (SPEC 3); ``smooth_l1``: the original's ``--reg_loss sl1`` (smooth-L1
-    per object, :func:`~centernet.losses.reg_smooth_l1_loss`)."""
+    per object, :func:`~centernet.ops.losses.reg_smooth_l1_loss`)."""
     loss = reg_l1_loss if kind == "l1" else reg_smooth_l1_loss
     return loss(pred, ind, mask, target)
 

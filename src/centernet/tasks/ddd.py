@@ -13,19 +13,18 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 from torch import Tensor
 
+from ..data.kitti_labels import ORIGINAL_CLASS_ORDER
 from ..data.sample import DetectionSource, Sample
 from ..evaluation.kitti_scoring import KittiScorer
 from ..evaluation.scoring import CocoScorer, Scorer, Scorers
-from ..visualize import draw_detections
-from ..visualize_3d import GT_COLOR, draw_birds_eye, draw_boxes3d
+from ..viz.detections import draw_detections
+from ..viz.boxes3d import GT_COLOR, draw_birds_eye, draw_boxes3d
 from .base import Meta, Task
 from .ddd_core import (
     COLUMNS, DDD_WEIGHTS, LOSS_NORMS, ORIGINAL_AUGMENT_PROB, POINT_COLUMNS, CenterKind, activate_ddd, ddd_heads,
     ddd_losses, ddd_postprocess, decode_ddd, encode_ddd, oracle_ddd_maps,
 )
 
-#: the class order of the original's KITTI weights (ddd_3dop, ddd_sub): heatmap channels 0, 1, 2
-ORIGINAL_CLASS_ORDER = ("Pedestrian", "Car", "Cyclist")
 #: columns of a row that make a drawable 3D box: h w l x y z rot_y
 BOX3D_COLUMNS = [COLUMNS[k] for k in ("h", "w", "l", "x", "y", "z", "rot_y")]
 #: the meta key of optional ground-truth 3D boxes [N, 7] (h w l x y z rot_y) drawn beside the predictions

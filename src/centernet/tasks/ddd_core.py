@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.kitti_labels import KittiObject, format_kitti_line, frame_file
 from ..data.sample import Sample
-from ..decode import boxes_at, gather_feat, peaks, topk
-from ..losses import focal_loss, reg_l1_loss
-from ..targets import draw_gaussian, gaussian_radius
+from ..ops.decode import boxes_at, gather_feat, peaks, topk
+from ..ops.heatmap import draw_gaussian, gaussian_radius
+from ..ops.losses import focal_loss, reg_l1_loss
 from .ctdet import scatter_at
 
 CenterKind = Literal["box", "projected"]
@@ -298,20 +299,21 @@ def rows_to_kitti(rows: np.ndarray, class_names: Sequence[str], score_thresh: fl
     as the original writes; values to 2 decimals, the score to 4). The original keeps scores > 0.2."""
     lines = []
     c = COLUMNS
-    for row in np.asarray(rows, dtype=np.float64):
+    for row in np.asarray(rows, dtype=np.float64).tolist():
         if row[c["score"]] <= score_thresh:
             continue
-        values = [row[c[k]] for k in ("alpha", "x1", "y1", "x2", "y2", "h", "w", "l", "x", "y", "z", "rot_y")]
-        lines.append(f"{class_names[int(row[c['class']])]} 0.00 0 " + " ".join(f"{v:.2f}" for v in values)
-                     + f" {row[c['score']]:.4f}")
+        obj = KittiObject(class_names[int(row[c["class"]])], 0.0, 0, row[c["alpha"]],
+                          (row[c["x1"]], row[c["y1"]], row[c["x2"]], row[c["y2"]]),
+                          (row[c["h"]], row[c["w"]], row[c["l"]]), (row[c["x"]], row[c["y"]], row[c["z"]]),
+                          row[c["rot_y"]], row[c["score"]])
+        lines.append(format_kitti_line(obj, decimals=2, score_decimals=4))
     return lines
 
 
 def write_kitti_results(folder: str | Path, frame_id: int | str, lines: Sequence[str]) -> Path:
     """Write one frame's result lines to ``folder/<frame>.txt`` (``%06d`` for an int id; empty files too,
     since the devkit expects a file per frame)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (f"{frame_id:06d}.txt" if isinstance(frame_id, (int, np.integer)) else f"{frame_id}.txt")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = frame_file(folder, frame_id)
     path.write_text("".join(line + "\n" for line in lines))
     return path

@@ -27,10 +27,10 @@ from torch import Tensor
 
 from ..data.keypoints import COCO_FLIP_PAIRS, COCO_KEYPOINT_NAMES, COCO_LIMBS, NUM_JOINTS  # noqa: F401
 from ..data.sample import DetectionSource, Sample
-from ..decode import boxes_at, gather_feat, peaks, topk
-from ..losses import reg_l1_loss
-from ..targets import GAUSSIANS
-from ..visualize import draw_detections, draw_skeletons
+from ..ops.decode import boxes_at, gather_feat, peaks, topk
+from ..ops.heatmap import GAUSSIANS
+from ..ops.losses import reg_l1_loss
+from ..viz.detections import draw_detections, draw_skeletons
 from .base import Task, flip_lr
 from .ctdet import (CENTER_ANALYSIS_ROWS, HM_GAUSSIAN, HM_LOSSES, SIZE_LOSSES, activate_heatmap, check_choice,
                     encode_centers, heatmap_loss, scatter_at, size_loss)

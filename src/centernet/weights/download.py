@@ -16,7 +16,7 @@ from http.client import HTTPException
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .weights import imagenet_weights, is_known, known_weights, weights_info
+from .catalogue import imagenet_weights, is_known, known_weights, weights_info
 
 PRETRAINED_HINT = "train without ImageNet weights (--pretrained none)"
 NO_PRETRAINED = ("", "none", "null", "false")  # model.pretrained values meaning "start from scratch"
@@ -139,7 +139,7 @@ def _reason(err: BaseException) -> str:
 def resolve_weights(name_or_path: str | os.PathLike[str], cache: str | os.PathLike[str] | None = None,
                     progress: bool = True, hint: str | None = None) -> Path:
     """A local file for ``name_or_path``: an existing path as is; a known name (see
-    :func:`centernet.weights.known_weights`) from the cache, downloading it if absent; an http(s) URL
+    :func:`.catalogue.known_weights`) from the cache, downloading it if absent; an http(s) URL
     likewise by its file name. A file found in the cache (downloaded before or put there by hand) is
     checked against the known sha256 / size and used without network."""
     text = os.fspath(name_or_path)
@@ -167,7 +167,7 @@ def resolve_weights(name_or_path: str | os.PathLike[str], cache: str | os.PathLi
 def resolve_pretrained(value: str | None, arch: str, cache: str | os.PathLike[str] | None = None,
                        progress: bool = True) -> Path | None:
     """The backbone file for ``model.pretrained`` / ``--pretrained``: ``None`` / ``"none"`` -> ``None``;
-    ``"imagenet"`` -> the ImageNet file of ``arch`` (see :func:`centernet.weights.imagenet_weights`);
+    ``"imagenet"`` -> the ImageNet file of ``arch`` (see :func:`.catalogue.imagenet_weights`);
     anything else (a path, a known name, a URL) through :func:`resolve_weights`. Errors are one line
     that offers ``--pretrained none``."""
     if value is None or value.strip().lower() in NO_PRETRAINED:

@@ -1,6 +1,7 @@
 """Synthetic KITTI labels and noisy detections derived from labels, for checking the evaluator against
-the devkit and for benchmarks. Objects are placed in front of a KITTI-like camera and their 2D boxes are
-the projections of their 3D boxes, so box heights, truncation and distance agree as in real labels.
+the devkit (tests/test_kitti_eval.py) and for benchmarks (benchmarks/bench_kitti_eval.py). Objects are placed
+in front of a KITTI-like camera and their 2D boxes are the projections of their 3D boxes (the corners of
+:func:`centernet.data.kitti.box3d_corners`), so box heights, truncation and distance agree as in real labels.
 
 Numbers are rounded to 2 decimals (scores to 3, so that ties occur) as KITTI's files hold them: written
 and read back, they are the same floats. The output is a pure function of the seed.
@@ -11,7 +12,9 @@ import math
 
 import numpy as np
 
-from .kitti_labels import KittiObject
+from centernet.data.kitti import box3d_corners
+from centernet.data.kitti_labels import KittiObject
+from centernet.data.synthetic_kitti import CAMERA_HEIGHT
 
 FOCAL, CX, CY = 721.5, 609.6, 172.9  # KITTI's P2 (training frame 000000)
 IMAGE_W, IMAGE_H = 1242, 375
@@ -22,7 +25,6 @@ TYPE_WEIGHTS = {"Car": 8, "Van": 1.5, "Truck": 0.5, "Pedestrian": 3, "Person_sit
 # A detector's label confusions: true type -> (reported type, probability).
 CONFUSIONS = {"Car": ("Cyclist", 0.03), "Van": ("Car", 0.5), "Person_sitting": ("Pedestrian", 0.5),
               "Truck": ("Car", 0.3), "Cyclist": ("Pedestrian", 0.05), "Pedestrian": ("Cyclist", 0.05)}
-CAMERA_HEIGHT = 1.65  # metres: y of the ground
 
 
 def _r(value: float, decimals: int = 2) -> float:
@@ -38,12 +40,7 @@ def project_box(dimensions: tuple[float, float, float], location: tuple[float, f
                 rotation_y: float) -> tuple[np.ndarray, float] | None:
     """The image box (x1, y1, x2, y2) of a 3D box clipped to the image and its truncation (the box area
     outside the image), or None when a corner is behind the camera or the box leaves the image."""
-    h, w, l = dimensions
-    x = np.array([1, 1, -1, -1, 1, 1, -1, -1]) * l / 2
-    z = np.array([1, -1, -1, 1, 1, -1, -1, 1]) * w / 2
-    y = np.array([0, 0, 0, 0, -1, -1, -1, -1]) * h
-    c, s = math.cos(rotation_y), math.sin(rotation_y)
-    cx, cy, cz = c * x + s * z + location[0], y + location[1], -s * x + c * z + location[2]
+    cx, cy, cz = box3d_corners(dimensions, location, rotation_y).T
     if cz.min() < 0.5:
         return None
     u, v = FOCAL * cx / cz + CX, FOCAL * cy / cz + CY

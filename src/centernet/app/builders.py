@@ -1,21 +1,25 @@
-"""Config -> objects: the task, the model, data sources, checkpoints and predictors of a configuration.
+"""Config -> objects: the task, the model, data sources, checkpoints, model-zoo entries and predictors.
 
 The engine receives these objects (and the few config sections it needs); nothing here names a task."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .config import ExperimentConfig
-from .data.sample import DetectionSource
-from .engine.checkpoint import checkpoint_config, load_model_state, read_checkpoint
-from .engine.evaluator import EvalSettings
-from .engine.predictor import Predictor
-from .models import build_model
-from .tasks import TASKS, Task, build_task, task_options
+from ..config import ExperimentConfig
+from ..data.sample import DetectionSource
+from ..engine.checkpoint import checkpoint_config, load_model_state
+from ..engine.evaluator import EvalSettings
+from ..engine.predictor import Predictor
+from ..models import build_model
+from ..tasks import TASKS, Task, build_task, task_options
+from ..weights.official import load_official_checkpoint
+from ..weights.pretrained import official_config
+from ..weights.read import read_checkpoint
 
 
 def task_from_config(cfg: ExperimentConfig) -> Task:
@@ -44,7 +48,7 @@ def open_source(spec: str, images: str | None = None, task: str | None = None,
                 split: str | None = None) -> DetectionSource:
     """A data set in any supported format (its named ``split``, when given), opened with what ``task``
     needs from it (e.g. keypoints)."""
-    from .data import open_dataset
+    from ..data import open_dataset
 
     options = dict(TASKS.get(task).data_options) if task else {}
     return open_dataset(spec, image_dir=images, split=split, **options)
@@ -62,6 +66,17 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     task = task_from_config(cfg)
     model = model_from_config(cfg, task)
     load_model_state(model, payload["model"], path)
+    return cfg, model.to(device).eval(), task
+
+
+def official_model(name: str, device: str | torch.device = "cpu", path: str | os.PathLike[str] | None = None,
+                   cache: str | os.PathLike[str] | None = None, progress: bool = True):
+    """(config, model in eval mode, task) of model-zoo entry ``name`` (its heads are its task's), its
+    weights from ``path`` or the torch hub cache (downloaded when absent)."""
+    cfg = official_config(name)
+    task = task_from_config(cfg)
+    model = model_from_config(cfg, task)
+    load_official_checkpoint(model, Path(path) if path is not None else name, cache=cache, progress=progress)
     return cfg, model.to(device).eval(), task
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .data.kitti import box3d_corners, project_to_image
-
-__all__ = ["box3d_corners", "project_to_image", "draw_box3d", "draw_boxes3d", "draw_birds_eye"]
+from ..data.kitti import box3d_corners, project_to_image
 
 #: faces of :func:`box3d_corners` corners; face 0 (corners 0, 1, 5, 4) is the front
 FACES = ((0, 1, 5, 4), (1, 2, 6, 5), (2, 3, 7, 6), (3, 0, 4, 7))
@@ -14,8 +12,8 @@ GT_COLOR, PRED_COLOR = (0, 200, 0), (0, 0, 255)  # BGR
 GRID_COLOR, EGO_COLOR = (70, 70, 70), (255, 255, 255)
 
 
-def draw_box3d(image: np.ndarray, corners2d: np.ndarray, color=PRED_COLOR, front_face_marked: bool = True,
-               thickness: int = 2) -> np.ndarray:
+def draw_box3d(image: np.ndarray, corners2d: np.ndarray, color: tuple[int, int, int] = PRED_COLOR,
+               front_face_marked: bool = True, thickness: int = 2) -> np.ndarray:
     """Draw the 12 edges of a projected box (corners [8, 2] in :func:`box3d_corners` order) in place;
     the front face gets a cross. Returns ``image``."""
     pts = np.round(np.asarray(corners2d)).astype(np.int32)
@@ -30,7 +28,8 @@ def draw_box3d(image: np.ndarray, corners2d: np.ndarray, color=PRED_COLOR, front
     return image
 
 
-def draw_boxes3d(image: np.ndarray, boxes: np.ndarray, calib: np.ndarray, color=PRED_COLOR) -> np.ndarray:
+def draw_boxes3d(image: np.ndarray, boxes: np.ndarray, calib: np.ndarray,
+                 color: tuple[int, int, int] = PRED_COLOR) -> np.ndarray:
     """Draw boxes [N, 7] (h, w, l, x, y, z, rot_y) in front of the camera onto a copy of ``image``."""
     out = image.copy()
     for h, w, l, x, y, z, ry in np.asarray(boxes, dtype=np.float64).reshape(-1, 7):

@@ -4,7 +4,7 @@ against ours. The original saves a bare state dict with keys prefixed ``module.`
 * backbone ``pre``, ``kps``, ``cnvs``, ``inters``, ``inters_``, ``cnvs_`` -> ``backbone.*`` (the hourglass
   names of :mod:`.official`)
 * corner branches ``tl_cnvs.<s>.*``, ``br_cnvs.<s>.*`` -> ``branches.<s>.tl.*``, ``branches.<s>.br.*``
-  (a :class:`~.layers.corner_pool.CornerPoolModule` keeps the original's inner names)
+  (a :class:`~centernet.models.layers.corner_pool.CornerPoolModule` keeps the original's inner names)
 * heads ``<head>s.<s>.0.conv.*`` / ``<head>s.<s>.1.*`` -> ``heads.<s>.<head>.0.*`` / ``heads.<s>.<head>.2.*``
   for ``<head>`` in tl_heat, br_heat, tl_tag, br_tag, tl_regr, br_regr
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from torch import Tensor
 
-from .backbones.hourglass import HOURGLASS_HEAD_LAYERS, HOURGLASS_ROOTS
+from ..models.backbones.hourglass import HOURGLASS_HEAD_LAYERS, HOURGLASS_ROOTS
 
 OFFICIAL_PREFIX = "module."
 CORNER_HEADS = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
@@ -25,11 +25,6 @@ _HEAD_OF = {f"{head}s": head for head in CORNER_HEADS}  # the original pluralise
 _HEAD_LAYER_OF = {official: ours for ours, official in HOURGLASS_HEAD_LAYERS.items()}
 # top-level names only CornerNet's files have (its corner branches and heads)
 CORNERNET_ROOTS = frozenset(BRANCHES.values()) | frozenset(_HEAD_OF)
-
-
-def cornernet_heads(num_classes: int = 80) -> dict[str, int]:
-    """CornerNet's heads and their channels: heatmaps per class, a 1-d embedding and a 2-d offset per corner."""
-    return {"tl_heat": num_classes, "br_heat": num_classes, "tl_tag": 1, "br_tag": 1, "tl_regr": 2, "br_regr": 2}
 
 
 def is_cornernet_state(names: Iterable[str]) -> bool:

@@ -15,17 +15,17 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from .builders import (class_names, eval_settings, load_checkpoint, model_from_config, open_source, set_classes,
-                       task_from_config)
-from .config import ExperimentConfig, override
-from .data.sample import DetectionSource
-from .engine.checkpoint import CheckpointFileError
-from .engine.errors import require
-from .engine.evaluator import EvalResult
-from .engine.predictor import Predictor
-from .pretrained import (detector_names, is_detector_name, load_backbone, load_initial_weights, official_model,
-                         resolve_backbone, resolve_initial_weights)
-from .tasks import Task
+from .builders import (class_names, eval_settings, load_checkpoint, model_from_config, official_model, open_source,
+                       set_classes, task_from_config)
+from ..config import ExperimentConfig, override
+from ..data.sample import DetectionSource
+from ..engine.checkpoint import CheckpointFileError
+from ..engine.errors import require
+from ..engine.evaluator import EvalResult
+from ..engine.predictor import Predictor
+from ..weights.pretrained import (detector_names, is_detector_name, load_backbone, load_initial_weights,
+                                 resolve_backbone, resolve_initial_weights)
+from ..tasks import Task
 
 DEFAULT_PRESET = "ctdet_resdcn18_coco"
 
@@ -56,7 +56,7 @@ def load_model(spec: str | os.PathLike[str], device: str = "cpu", progress: bool
     path = Path(text).expanduser()
     if path.suffix.lower() == ".onnx":
         require("onnxruntime", "onnx", "running an .onnx model")
-        from .export.onnx import OnnxRunner
+        from ..export.onnx import OnnxRunner
 
         runner = OnnxRunner(path)
         return Loaded(runner.config, task_from_config(runner.config), None, runner, text, "onnx")
@@ -83,8 +83,8 @@ def training_config(preset: str | None = None, config_file: str | None = None, r
     """(config, :class:`~centernet.engine.rundir.Resume` or None): the named preset (default
     :data:`DEFAULT_PRESET`) or config file, or the checkpoint's own config when resuming (a preset or
     config file named alongside is checked against it), with ``section.key=value`` assignments applied."""
-    from .engine import rundir
-    from .presets import get_preset
+    from ..engine import rundir
+    from ..presets import get_preset
 
     base = rundir.read_config_file(config_file) if config_file else get_preset(preset or DEFAULT_PRESET)
     if resume:
@@ -96,7 +96,7 @@ def train(cfg: ExperimentConfig, resume: Any = None, explicit_out: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Train ``cfg`` (or continue ``resume``) in its run folder; returns the trainer's summary. Under
     torchrun every process calls this."""
-    from .engine import distributed, rundir
+    from ..engine import distributed, rundir
 
     if not cfg.data.train:
         raise ValueError("no training data: pass --train (COCO json, VOC folder or YOLO folder)")
@@ -109,9 +109,9 @@ def train(cfg: ExperimentConfig, resume: Any = None, explicit_out: bool = False,
 
 
 def _train(cfg: ExperimentConfig, resume: Any, explicit_out: bool, exist_ok: bool, progress: bool) -> dict[str, Any]:
-    from .data.verify import verify_source
-    from .engine import distributed, rundir
-    from .engine.trainer import Trainer, seed_everything
+    from ..data.verify import verify_source
+    from ..engine import distributed, rundir
+    from ..engine.trainer import Trainer, seed_everything
 
     rank0 = distributed.rank() == 0
     say = print if progress and rank0 else (lambda *args: None)
@@ -161,8 +161,8 @@ def check_classes(source: DetectionSource, task: Task, data: Any) -> None:
 def oracle(data: str, images: str | None = None, split: str | None = None, task: str | None = None):
     """(:class:`Loaded` of the ground truth, the data set): the task ``task`` or the one the data suits,
     with the geometry of the task's oracle preset."""
-    from .presets import get_preset
-    from .tasks import TASKS, guess_task
+    from ..presets import get_preset
+    from ..tasks import TASKS, guess_task
 
     source = open_source(data, images, task, split)
     name = task or guess_task(source)
@@ -185,9 +185,9 @@ def evaluate(loaded: Loaded, data: str | DetectionSource, images: str | None = N
     """Metrics of ``loaded`` on ``data`` (a path or an opened data set); ``flip`` None: the configuration's
     ``data.test_flip``; ``report``: a folder for the PR curves, AP table, confusion matrix and mosaic of this
     evaluation."""
-    from .data.verify import verify_source
-    from .engine.evaluator import evaluate as run_evaluation
-    from .engine.run_reports import evaluation_reports
+    from ..data.verify import verify_source
+    from ..engine.evaluator import evaluate as run_evaluation
+    from ..engine.reports import evaluation_reports
 
     cfg, task = loaded.cfg, loaded.task
     source = _source(data, images, split, cfg.task.name)
@@ -209,8 +209,8 @@ def evaluate(loaded: Loaded, data: str | DetectionSource, images: str | None = N
 def analyze(loaded: Loaded, data: str | DetectionSource, images: str | None = None, split: str | None = None,
             device: str = "cpu", workers: int = 0, progress: bool = True):
     """The error analysis rows (:func:`centernet.engine.analyze.error_analysis`) of a PyTorch model."""
-    from .data.verify import verify_source
-    from .engine.analyze import error_analysis
+    from ..data.verify import verify_source
+    from ..engine.analyze import error_analysis
 
     if loaded.model is None:
         raise ValueError(f"{loaded.source}: the error analysis needs a PyTorch model (a checkpoint), not an "
@@ -246,7 +246,7 @@ def export(loaded: Loaded, out: str | Path = "model.onnx", input_size: tuple[int
     require("onnx", "onnx", "ONNX export")
     if loaded.model is None:
         raise ValueError(f"{loaded.source}: export needs a PyTorch model (a checkpoint or a model-zoo name)")
-    from .export.onnx import export_onnx, op_types
+    from ..export.onnx import export_onnx, op_types
 
     device = next(loaded.model.parameters()).device
     try:
@@ -261,6 +261,6 @@ def export(loaded: Loaded, out: str | Path = "model.onnx", input_size: tuple[int
 def make_split(data: str, val_fraction: float = 0.2, seed: int = 0, images: str | None = None,
           exist_ok: bool = False) -> dict[str, tuple[Path, int]]:
     """Write a reproducible train / val split of one data set (see :func:`centernet.data.splits.make_split`)."""
-    from .data.splits import make_split as write_split
+    from ..data.splits import make_split as write_split
 
     return write_split(data, open_source(data, images), val_fraction, seed, exist_ok=exist_ok)

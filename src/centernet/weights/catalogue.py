@@ -1,15 +1,18 @@
 """Known weight files: ImageNet backbones and the original CenterNet model zoo (SPEC 8), by name.
 
-Each entry says where the file comes from and what it holds (architecture, task, heads, classes), so a
-name such as ``"ctdet_coco_dla_2x"`` is enough to build the model and load it. ``sha256`` is the full
-digest where it is known and otherwise the prefix the file name carries (torchvision and the original DLA
-name their files ``<net>-<first 8 hex of the sha256>.pth``); ``None`` where nothing is known. The original
+Each entry says where the file comes from and what it holds (architecture, task, classes, input size), so
+a name such as ``"ctdet_coco_dla_2x"`` is enough to build the model and load it; its heads are the task's
+(:attr:`WeightsInfo.heads`), never declared here. ``sha256`` is the full digest where it is known and
+otherwise the prefix the file name carries (torchvision and the original DLA name their files
+``<net>-<first 8 hex of the sha256>.pth``); ``None`` where nothing is known. The original
 zoo lives on Google Drive (``readme/MODEL_ZOO.md`` of xingyizhou/CenterNet); the URLs here are its direct
-download form. No imports: this module is data, read by :mod:`centernet.hub` and the CLI.
+download form. This module is data (torch-free), read by :mod:`.download`, :mod:`.pretrained` and the CLI.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from ..config import COCO_MEAN, COCO_STD
 
 COCO_CLASSES: tuple[str, ...] = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -37,7 +40,6 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "coco": COCO_CLASSES, "voc": VOC_CLASSES, "kitti": KITTI_CLASSES, "person": PERSON_CLASSES,
 }
 
-COCO_MEAN, COCO_STD = (0.408, 0.447, 0.470), (0.289, 0.274, 0.278)  # BGR, the original's COCO / VOC values
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the original's KITTI values
 
 
@@ -53,7 +55,6 @@ class WeightsInfo:
     sha256: str | None = None  # full digest, or the prefix the file name carries
     size: int | None = None  # bytes
     task: str | None = None
-    heads: dict[str, int] = field(default_factory=dict)
     num_classes: int = 0
     classes: str | None = None  # key of CLASS_NAMES
     input_size: tuple[int, int] | None = None  # (height, width) the original trained and tested at
@@ -64,6 +65,16 @@ class WeightsInfo:
     @property
     def class_names(self) -> tuple[str, ...]:
         return CLASS_NAMES[self.classes] if self.classes else ()
+
+    @property
+    def heads(self) -> dict[str, int]:
+        """{head: channels} of the entry's task for its class count; empty for a task this version lacks
+        (``exdet``) and for backbones."""
+        from ..tasks import TASKS  # lazily: the catalogue stays torch-free
+
+        if self.task is None or self.task not in TASKS.names():
+            return {}
+        return dict(TASKS.get(self.task)(num_classes=self.num_classes).head_channels())
 
 
 _TORCHVISION = "https://download.pytorch.org/models"
@@ -80,47 +91,28 @@ _BACKBONES = {
     "dla34_imagenet": ("dla_34", "dla34-ba72cf86.pth", _DLA),
 }
 
-
-def _ctdet(num_classes: int) -> dict[str, int]:
-    return {"hm": num_classes, "wh": 2, "reg": 2}
-
-
-_POSE_HEADS = {"hm": 1, "wh": 2, "hps": 34, "reg": 2, "hm_hp": 17, "hp_offset": 2}
-_DDD_HEADS = {"hm": 3, "dep": 1, "rot": 8, "dim": 3, "wh": 2, "reg": 2}
-_EXDET_HEADS = {**{f"hm_{s}": 80 for s in "tlbrc"}, **{f"reg_{s}": 2 for s in "tlbr"}}
-
-# name -> (arch, Google Drive id, task, heads, classes, input size); as listed in the original MODEL_ZOO.md
-_ZOO: dict[str, tuple[str, str | None, str, dict[str, int], str, tuple[int, int]]] = {
-    "ctdet_coco_hg": ("hourglass", "13F904yXltGIqa_K3g3-FLleaNX0n7c9O", "ctdet", _ctdet(80), "coco", (512, 512)),
-    "ctdet_coco_dla_1x": ("dla_34", "1xqFsdA3DANMq1MfnXG8n7nQPe4AfXTHv", "ctdet", _ctdet(80), "coco", (512, 512)),
-    "ctdet_coco_dla_2x": ("dla_34", "18Q3fzzAsha_3Qid6mn4jcIFPeOGUaj1d", "ctdet", _ctdet(80), "coco", (512, 512)),
-    "ctdet_coco_resdcn101": ("resdcn_101", "1tKkSyzC3iWmM6XTYNJrC4XLCIToDmnHz", "ctdet", _ctdet(80), "coco",
-                             (512, 512)),
-    "ctdet_coco_resdcn18": ("resdcn_18", "1RtFps3kQAyLjQyzCao7pPDclOBQ64Vyp", "ctdet", _ctdet(80), "coco",
-                            (512, 512)),
-    "exdet_coco_hg": ("hourglass", "1gf9bVWs9htzOaQiAF_mqaa2SCFTvwNvh", "exdet", _EXDET_HEADS, "coco", (512, 512)),
+# name -> (arch, Google Drive id, task, classes, input size); as listed in the original MODEL_ZOO.md
+_ZOO: dict[str, tuple[str, str | None, str, str, tuple[int, int]]] = {
+    "ctdet_coco_hg": ("hourglass", "13F904yXltGIqa_K3g3-FLleaNX0n7c9O", "ctdet", "coco", (512, 512)),
+    "ctdet_coco_dla_1x": ("dla_34", "1xqFsdA3DANMq1MfnXG8n7nQPe4AfXTHv", "ctdet", "coco", (512, 512)),
+    "ctdet_coco_dla_2x": ("dla_34", "18Q3fzzAsha_3Qid6mn4jcIFPeOGUaj1d", "ctdet", "coco", (512, 512)),
+    "ctdet_coco_resdcn101": ("resdcn_101", "1tKkSyzC3iWmM6XTYNJrC4XLCIToDmnHz", "ctdet", "coco", (512, 512)),
+    "ctdet_coco_resdcn18": ("resdcn_18", "1RtFps3kQAyLjQyzCao7pPDclOBQ64Vyp", "ctdet", "coco", (512, 512)),
+    "exdet_coco_hg": ("hourglass", "1gf9bVWs9htzOaQiAF_mqaa2SCFTvwNvh", "exdet", "coco", (512, 512)),
     # MODEL_ZOO.md links exdet_coco_dla to ctdet_coco_resdcn18's file (a copy slip there): no known URL.
-    "exdet_coco_dla": ("dla_34", None, "exdet", _EXDET_HEADS, "coco", (512, 512)),
-    "ctdet_pascal_dla_384": ("dla_34", "19J7WoUZKYiSEU7vrhZInz5C2m0-9zmC1", "ctdet", _ctdet(20), "voc", (384, 384)),
-    "ctdet_pascal_dla_512": ("dla_34", "1Iqqr_VLtG8T3tUzy-EuMaeuCtFuv6pEU", "ctdet", _ctdet(20), "voc", (512, 512)),
-    "ctdet_pascal_resdcn18_384": ("resdcn_18", "1mpeslWUt0aJqx99_-UcCzJ7GBcD6sCA-", "ctdet", _ctdet(20), "voc",
-                                  (384, 384)),
-    "ctdet_pascal_resdcn18_512": ("resdcn_18", "1ILnmGrJQiDK2Ib-D7TzBs2fq5bfju-Bd", "ctdet", _ctdet(20), "voc",
-                                  (512, 512)),
-    "ctdet_pascal_resdcn101_384": ("resdcn_101", "1-Qy4zMhzmBk9fMF0u2s5zNI0Uj9latsk", "ctdet", _ctdet(20), "voc",
-                                   (384, 384)),
-    "ctdet_pascal_resdcn101_512": ("resdcn_101", "1TiJkPaofzUaEMLi5wr9TIIUY8G2VewCQ", "ctdet", _ctdet(20), "voc",
-                                   (512, 512)),
-    "multi_pose_hg_1x": ("hourglass", "1neg1zfVjRTS45FCdk5hgIV-TxJ0McAew", "multi_pose", _POSE_HEADS, "person",
-                         (512, 512)),
-    "multi_pose_hg_3x": ("hourglass", "17-YS11iguOQKwPPHUg8LzakLzrgKSLfA", "multi_pose", _POSE_HEADS, "person",
-                         (512, 512)),
-    "multi_pose_dla_1x": ("dla_34", "1WKqVdkIew43SxLTSxi81a-_f4Q9v2Fx5", "multi_pose", _POSE_HEADS, "person",
-                          (512, 512)),
-    "multi_pose_dla_3x": ("dla_34", "1mC2PAQT_RuHi_9ZMZgkt4rg7BSY2_Lkd", "multi_pose", _POSE_HEADS, "person",
-                          (512, 512)),
-    "ddd_3dop": ("dla_34", "1LrAzVJqlZECVuyr_NJI_4xd88mA1fL5b", "ddd", _DDD_HEADS, "kitti", (384, 1280)),
-    "ddd_sub": ("dla_34", "1ZUsUqrM_yTjxaJuDBxm0WTKXj1snVuvP", "ddd", _DDD_HEADS, "kitti", (384, 1280)),
+    "exdet_coco_dla": ("dla_34", None, "exdet", "coco", (512, 512)),
+    "ctdet_pascal_dla_384": ("dla_34", "19J7WoUZKYiSEU7vrhZInz5C2m0-9zmC1", "ctdet", "voc", (384, 384)),
+    "ctdet_pascal_dla_512": ("dla_34", "1Iqqr_VLtG8T3tUzy-EuMaeuCtFuv6pEU", "ctdet", "voc", (512, 512)),
+    "ctdet_pascal_resdcn18_384": ("resdcn_18", "1mpeslWUt0aJqx99_-UcCzJ7GBcD6sCA-", "ctdet", "voc", (384, 384)),
+    "ctdet_pascal_resdcn18_512": ("resdcn_18", "1ILnmGrJQiDK2Ib-D7TzBs2fq5bfju-Bd", "ctdet", "voc", (512, 512)),
+    "ctdet_pascal_resdcn101_384": ("resdcn_101", "1-Qy4zMhzmBk9fMF0u2s5zNI0Uj9latsk", "ctdet", "voc", (384, 384)),
+    "ctdet_pascal_resdcn101_512": ("resdcn_101", "1TiJkPaofzUaEMLi5wr9TIIUY8G2VewCQ", "ctdet", "voc", (512, 512)),
+    "multi_pose_hg_1x": ("hourglass", "1neg1zfVjRTS45FCdk5hgIV-TxJ0McAew", "multi_pose", "person", (512, 512)),
+    "multi_pose_hg_3x": ("hourglass", "17-YS11iguOQKwPPHUg8LzakLzrgKSLfA", "multi_pose", "person", (512, 512)),
+    "multi_pose_dla_1x": ("dla_34", "1WKqVdkIew43SxLTSxi81a-_f4Q9v2Fx5", "multi_pose", "person", (512, 512)),
+    "multi_pose_dla_3x": ("dla_34", "1mC2PAQT_RuHi_9ZMZgkt4rg7BSY2_Lkd", "multi_pose", "person", (512, 512)),
+    "ddd_3dop": ("dla_34", "1LrAzVJqlZECVuyr_NJI_4xd88mA1fL5b", "ddd", "kitti", (384, 1280)),
+    "ddd_sub": ("dla_34", "1ZUsUqrM_yTjxaJuDBxm0WTKXj1snVuvP", "ddd", "kitti", (384, 1280)),
 }
 
 # SPEC 8: the two files whose digest and size are known.
@@ -136,12 +128,12 @@ def _build() -> dict[str, WeightsInfo]:
         prefix = file.rsplit("-", 1)[1].removesuffix(".pth")
         out[name] = WeightsInfo(name=name, file=file, url=f"{base}/{file}", kind="backbone", arch=arch,
                                 sha256=prefix, num_classes=1000, input_size=(224, 224))
-    for name, (arch, drive_id, task, heads, classes, size) in _ZOO.items():
+    for name, (arch, drive_id, task, classes, size) in _ZOO.items():
         digest, nbytes = _KNOWN_DIGESTS.get(name, (None, None))
         kitti = classes == "kitti"
         out[name] = WeightsInfo(
             name=name, file=f"{name}.pth", url=_DRIVE.format(drive_id) if drive_id else None, kind="detector",
-            arch=arch, sha256=digest, size=nbytes, task=task, heads=dict(heads),
+            arch=arch, sha256=digest, size=nbytes, task=task,
             num_classes=len(CLASS_NAMES[classes]), classes=classes, input_size=size,
             mean=IMAGENET_MEAN if kitti else COCO_MEAN, std=IMAGENET_STD if kitti else COCO_STD,
             note="ExtremeNet-style task this project does not implement" if task == "exdet" else "",

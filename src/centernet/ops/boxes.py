@@ -1,39 +1,27 @@
-"""Detections back to image coordinates (tensor code)."""
+"""Box maths on tensors: the one box IoU, soft-NMS (SPEC 4 multi-scale merge, SPEC 7) and the merge of
+detection rows per image and class that the tasks use for test-time augmentation and CornerNet's decode."""
 from __future__ import annotations
-
-from typing import Sequence
 
 import torch
 from torch import Tensor
 
-
-def to_image_coords(dets: Tensor, trans_inv: Tensor, point_columns: Sequence[int]) -> Tensor:
-    """Map the (x, y) column pairs ``point_columns`` of ``dets`` [B, K, D] through the per-image inverse
-    affine ``trans_inv`` [B, 2, 3] (output map -> image, test scale included). Returns a new tensor."""
-    cols = torch.as_tensor(list(point_columns), device=dets.device)
-    pts = dets[..., cols].reshape(dets.shape[0], -1, 2)  # [B, K*P, 2]
-    trans_inv = trans_inv.to(dets.dtype)
-    mapped = pts @ trans_inv[:, :, :2].transpose(1, 2) + trans_inv[:, :, 2].unsqueeze(1)
-    out = dets.clone()
-    out[..., cols] = mapped.reshape(dets.shape[0], dets.shape[1], -1)
-    return out
-
-
-# -- soft-NMS (SPEC 4 multi-scale merge, SPEC 7) ----------------------------------------------------------
-
 SOFT_NMS_METHODS = ("gaussian", "linear", "hard")
 
 
-def box_iou_pairs(box: Tensor, boxes: Tensor, offset: float = 0.0) -> Tensor:
-    """IoU of ``box`` [G, 4] with each of ``boxes`` [G, N, 4] (same group) -> [G, N].
+def box_iou(a: Tensor, b: Tensor, offset: float = 0.0) -> Tensor:
+    """IoU of boxes ``a`` [..., 4] and ``b`` [..., 4] (x1, y1, x2, y2), broadcast over the leading dimensions:
+    pairs [N, 4] with [N, 4] -> [N]; one box [4] with [N, 4] -> [N]; all pairs as ``a[:, None]`` [N, 1, 4] with
+    ``b[None]`` [1, M, 4] -> [N, M].
 
-    ``offset=1`` uses the original's integer-pixel areas ((x2 - x1 + 1) * (y2 - y1 + 1))."""
-    box = box.unsqueeze(1)  # [G, 1, 4]
-    iw = (torch.minimum(box[..., 2], boxes[..., 2]) - torch.maximum(box[..., 0], boxes[..., 0]) + offset).clamp(min=0)
-    ih = (torch.minimum(box[..., 3], boxes[..., 3]) - torch.maximum(box[..., 1], boxes[..., 1]) + offset).clamp(min=0)
+    ``offset=0`` treats coordinates as continuous (x2 - x1 wide); ``offset=1`` uses the original's integer-pixel
+    areas ((x2 - x1 + 1) * (y2 - y1 + 1)). Boxes that do not overlap, or whose union is empty, give 0. The one
+    box IoU of the package: NumPy callers convert with ``torch.from_numpy`` (torch promotes mixed float32 /
+    float64 operands as NumPy does, so their values are unchanged)."""
+    iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0]) + offset).clamp(min=0)
+    ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1]) + offset).clamp(min=0)
     inter = iw * ih
-    area_a = (box[..., 2] - box[..., 0] + offset) * (box[..., 3] - box[..., 1] + offset)
-    area_b = (boxes[..., 2] - boxes[..., 0] + offset) * (boxes[..., 3] - boxes[..., 1] + offset)
+    area_a = (a[..., 2] - a[..., 0] + offset) * (a[..., 3] - a[..., 1] + offset)
+    area_b = (b[..., 2] - b[..., 0] + offset) * (b[..., 3] - b[..., 1] + offset)
     union = area_a + area_b - inter
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
@@ -56,7 +44,7 @@ def _soft_nms_padded(boxes: Tensor, scores: Tensor, valid: Tensor, sigma: float,
         picked = has.unsqueeze(1) & (torch.arange(active.shape[1], device=boxes.device) == best.unsqueeze(1))
         kept |= picked
         active &= ~picked
-        iou = box_iou_pairs(boxes[rows, best], boxes, offset)  # [G, L]
+        iou = box_iou(boxes[rows, best].unsqueeze(1), boxes, offset)  # [G, 1, 4] with [G, L, 4] -> [G, L]
         if method == "gaussian":
             decay = torch.exp(-(iou * iou) / sigma)
         elif method == "linear":
