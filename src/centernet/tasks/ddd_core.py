@@ -154,17 +154,22 @@ def depth_from_logit(x: Tensor) -> Tensor:
     return 1.0 / (torch.sigmoid(x) + DEPTH_EPS) - 1.0
 
 
-def rotation_loss(rot: Tensor, rotbin: Tensor, rotres: Tensor, mask: Tensor) -> Tensor:
+def rotation_loss(rot: Tensor, rotbin: Tensor, rotres: Tensor, mask: Tensor, over_slots: bool = False) -> Tensor:
     """Bin loss of gathered ``rot`` [B, M, 8]: per bin, cross-entropy of its 2 logits over the masked
     objects plus smooth-L1 of (sin, cos) against the residual over the objects in that bin; each term is
-    a mean over its objects (0 when there are none). Padded slots (``mask`` 0) never count."""
+    a mean over its objects (0 when there are none). Padded slots (``mask`` 0) never count, except with
+    ``over_slots`` (the original's): the cross-entropy of logits zeroed on empty slots, which then add log 2
+    each with bin target 0, averaged over all B * M slots."""
     valid = mask > 0  # [B, M]
     rot = rot.float()
     total = rot.new_zeros(())
     for b, first in enumerate(BIN_CHANNELS):
-        logits = rot[..., first:first + 2].reshape(-1, 2)
-        ce = F.cross_entropy(logits, rotbin[..., b].reshape(-1).long(), reduction="none").view_as(valid)
-        total = total + (ce * valid).sum() / valid.sum().clamp(min=1)
+        target = rotbin[..., b].reshape(-1).long()
+        if over_slots:
+            total = total + F.cross_entropy((rot[..., first:first + 2] * valid.unsqueeze(2)).reshape(-1, 2), target)
+        else:
+            ce = F.cross_entropy(rot[..., first:first + 2].reshape(-1, 2), target, reduction="none").view_as(valid)
+            total = total + (ce * valid).sum() / valid.sum().clamp(min=1)
         in_bin = valid & (rotbin[..., b] == 1)
         res = rotres[..., b].float()
         per_object = (F.smooth_l1_loss(rot[..., first + 2], torch.sin(res), reduction="none")
@@ -182,24 +187,6 @@ def slot_l1_loss(pred: Tensor, ind: Tensor, mask: Tensor, target: Tensor) -> Ten
     return ((gathered - target.float()).abs() * weight).sum() / gathered.numel()
 
 
-def original_rotation_loss(rot: Tensor, rotbin: Tensor, rotres: Tensor, mask: Tensor) -> Tensor:
-    """The original ddd's bin loss of gathered ``rot`` [B, M, 8]: per bin, cross-entropy of its 2 logits (zeroed
-    on empty slots, which then add log 2 each with bin target 0) averaged over all B * M slots, plus
-    smooth-L1 of (sin, cos) over the objects in that bin, as :func:`rotation_loss`."""
-    valid = mask > 0  # [B, M]
-    rot = rot.float()
-    total = rot.new_zeros(())
-    for b, first in enumerate(BIN_CHANNELS):
-        logits = (rot[..., first:first + 2] * valid.unsqueeze(2)).reshape(-1, 2)
-        total = total + F.cross_entropy(logits, rotbin[..., b].reshape(-1).long())
-        in_bin = valid & (rotbin[..., b] == 1)
-        res = rotres[..., b].float()
-        per_object = (F.smooth_l1_loss(rot[..., first + 2], torch.sin(res), reduction="none")
-                      + F.smooth_l1_loss(rot[..., first + 3], torch.cos(res), reduction="none"))
-        total = total + (per_object * in_bin).sum() / in_bin.sum().clamp(min=1)
-    return total
-
-
 def ddd_losses(output: dict[str, Tensor], targets: dict[str, Tensor], loss_norm: str = "objects") -> dict[str, Tensor]:
     """Unweighted loss terms {hm, dep, rot, dim, wh, reg} of raw head maps against batched targets.
 
@@ -207,7 +194,7 @@ def ddd_losses(output: dict[str, Tensor], targets: dict[str, Tensor], loss_norm:
     each a mean over the masked objects' elements, and :func:`rotation_loss` (padded slots never count).
     ``"original"``, the original code's: the L1 terms divided by every slot (:func:`slot_l1_loss`), depth
     and dims only on images that were not augmented (``targets["augmented"]`` 0; wh and reg on all), and
-    :func:`original_rotation_loss`. Weights: :data:`DDD_WEIGHTS`.
+    :func:`rotation_loss` over all slots. Weights: :data:`DDD_WEIGHTS`.
     """
     if loss_norm not in LOSS_NORMS:
         raise ValueError(f"ddd loss_norm must be one of {LOSS_NORMS}, got {loss_norm!r}")
@@ -220,7 +207,7 @@ def ddd_losses(output: dict[str, Tensor], targets: dict[str, Tensor], loss_norm:
         return {
             "hm": focal_loss(output["hm"], targets["hm"]),
             "dep": slot_l1_loss(depth, ind, plain, targets["dep"]),
-            "rot": original_rotation_loss(rot, targets["rotbin"], targets["rotres"], targets["rot_mask"]),
+            "rot": rotation_loss(rot, targets["rotbin"], targets["rotres"], targets["rot_mask"], over_slots=True),
             "dim": slot_l1_loss(output["dim"], ind, plain, targets["dim"]),
             "wh": slot_l1_loss(output["wh"], ind, targets["rot_mask"], targets["wh"]),
             "reg": slot_l1_loss(output["reg"], ind, targets["rot_mask"], targets["reg"]),
