@@ -62,6 +62,8 @@ def test_summary_table_progress_and_reports(shapes, tmp_path, capsys, monkeypatc
     assert printed[2].startswith("model   resdcn_18_tiny: 0.") and "GFLOPs" not in printed[2]
     assert printed[3].startswith("device  cpu") and printed[4] == f"run     {out.resolve()}"
     assert printed[5].startswith("train   ctdet, input 64x64, batch 4")
+    # the preset's steps [12, 15] of 16 epochs, stretched to 2, fall on the last epoch: no decay within the run
+    assert "epochs 1..2, lr x0.1 after epochs none" in printed[5]
     progress = [line for line in printed if line.startswith("epoch 1/2  step")]
     assert [line.split()[3] for line in progress] == ["2/4", "4/4"]  # every 2 of 4 steps (stdout is no terminal)
     header = next(line for line in printed if line.split()[:3] == ["epoch", "lr", "loss"])
@@ -150,3 +152,18 @@ def test_help_and_argument_errors_do_not_import_torch(argv):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
     assert done.stderr.strip().splitlines()[-1] == "False", done.stderr
+
+
+def test_epochs_stretch_the_preset_step_schedule_unless_steps_are_given() -> None:
+    from centernet.app.runs import training_config
+
+    base, _ = training_config("ctdet_cpu_small")
+    assert (base.train.epochs, base.train.lr_steps) == (16, (12, 15))
+    cfg, _ = training_config("ctdet_cpu_small", assignments=["train.epochs=12"])
+    assert cfg.train.lr_steps == (9, 11)  # the same shares of the run: 12/16 and 15/16
+    cfg, _ = training_config("ctdet_resdcn18_coco", assignments=["train.epochs=70"])
+    assert cfg.train.lr_steps == (45, 60)  # the paper's [90, 120] of 140
+    cfg, _ = training_config("ctdet_cpu_small", assignments=["train.epochs=12", "train.lr_steps=[5]"])
+    assert cfg.train.lr_steps == (5,)  # explicit steps win
+    cfg, _ = training_config("ctdet_cpu_small", assignments=["train.lr=1e-4"])
+    assert cfg.train.lr_steps == (12, 15)  # the preset's length: its own steps

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .app import runs
-from .config import ExperimentConfig, override
+from .config import ExperimentConfig, override_training
 from .data.io import DataError
 from .engine.distributed import resolve_device
 from .engine.inputs import expand_inputs, is_video
@@ -210,7 +210,7 @@ class CenterNet:
         if resume is not None:
             cfg, state = runs.training_config(resume=resume, assignments=assignments)
         else:
-            cfg, state = override(self._train_base(), assignments), None
+            cfg, state = override_training(self._train_base(), assignments), None
         if resume is None and not any(a.startswith("train.device=") for a in assignments):
             cfg.train.device = self.device
         explicit = "train.out_dir" in {a.split("=", 1)[0] for a in assignments}

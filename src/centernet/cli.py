@@ -71,7 +71,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     _add_split_arg(p, "--val-split", "--val")
     p.add_argument("--arch", help="architecture, e.g. resdcn_18, dla_34, hourglass, or the small CPU ones "
                                   "dla_tiny, dla_tiny_conv, resdcn_18_half, resdcn_18_tiny (default: the preset's)")
-    p.add_argument("--epochs", type=int, help="epochs to train (default: the preset's)")
+    p.add_argument("--epochs", type=int, help="epochs to train (default: the preset's); the preset's lr steps stretch "
+                   "to the new length unless train.lr_steps is set")
     p.add_argument("--batch-size", type=int, help="images per step, over all processes (default: the preset's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
     p.add_argument("--seed", type=int, help="seed of the initial weights, data order and augmentation "

@@ -140,6 +140,23 @@ def override(cfg: ExperimentConfig, assignments: list[str]) -> ExperimentConfig:
     return ExperimentConfig.from_dict(d)
 
 
+def scaled_steps(steps: tuple[int, ...], epochs: int, new_epochs: int) -> tuple[int, ...]:
+    """The step schedule of an ``epochs``-long run stretched to ``new_epochs`` (each step at the same share of
+    the run, rounded, at least epoch 1): the paper's [90, 120] of 140 becomes [45, 60] for 70 epochs."""
+    return tuple(sorted({max(1, round(step * new_epochs / epochs)) for step in steps}))
+
+
+def override_training(cfg: ExperimentConfig, assignments: list[str]) -> ExperimentConfig:
+    """:func:`override` for a new training run: a new ``train.epochs`` without ``train.lr_steps`` among the
+    assignments also stretches the step schedule to the new length (a 12-epoch run of a preset with steps
+    [12, 15] of 16 decays at [9, 11], not never)."""
+    new = override(cfg, assignments)
+    steps_given = any(item.split("=", 1)[0].strip() == "train.lr_steps" for item in assignments)
+    if new.train.epochs != cfg.train.epochs and not steps_given:
+        new.train.lr_steps = scaled_steps(cfg.train.lr_steps, cfg.train.epochs, new.train.epochs)
+    return new
+
+
 def _fits(value: Any, hint: Any) -> bool:
     """Whether ``value`` (as read from json) is of the annotated type ``hint`` (an int passes as a float)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)

@@ -17,7 +17,7 @@ from torch import nn
 
 from .builders import (class_names, eval_settings, load_checkpoint, model_from_config, official_model, open_source,
                        set_classes, task_from_config)
-from ..config import ExperimentConfig, override
+from ..config import ExperimentConfig, override_training
 from ..data.sample import DetectionSource
 from ..engine.checkpoint import CheckpointFileError
 from ..engine.errors import require
@@ -89,7 +89,7 @@ def training_config(preset: str | None = None, config_file: str | None = None, r
     base = rundir.read_config_file(config_file) if config_file else get_preset(preset or DEFAULT_PRESET)
     if resume:
         return rundir.resume_config(resume, list(assignments), base if (preset or config_file) else None)
-    return override(base, list(assignments)), None
+    return override_training(base, list(assignments)), None
 
 
 def train(cfg: ExperimentConfig, resume: Any = None, explicit_out: bool = False, exist_ok: bool = False,

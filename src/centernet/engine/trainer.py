@@ -335,7 +335,8 @@ class Trainer:
                                   self.val_source, flops=t.flops)
         plan = (f"{self.task.name}, input {w}x{h}, batch {t.batch_size}"
                 + (f" ({self.world} processes)" if self.world > 1 else "")
-                + f", lr {t.lr:.2e}, epochs {self.epoch + 1}..{t.epochs}")
+                + f", lr {t.lr:.2e}, epochs {self.epoch + 1}..{t.epochs}, lr x{t.lr_factor:g} after epochs "
+                + (", ".join(str(s) for s in t.lr_steps if s < t.epochs) or "none"))
         if self.val_source is not None and t.val_interval:
             plan += f", val every {t.val_interval} ({self.headline})"
         if t.patience:
