@@ -167,3 +167,36 @@ def test_epochs_stretch_the_preset_step_schedule_unless_steps_are_given() -> Non
     assert cfg.train.lr_steps == (5,)  # explicit steps win
     cfg, _ = training_config("ctdet_cpu_small", assignments=["train.lr=1e-4"])
     assert cfg.train.lr_steps == (12, 15)  # the preset's length: its own steps
+
+
+def test_ctrl_c_says_what_was_saved_and_how_to_continue(shapes, tmp_path, capsys, monkeypatch) -> None:
+    """Ctrl-C in the second epoch: exit code 130, one line naming epoch 1's last.pth and the resume command."""
+    from centernet.engine.trainer import Trainer
+
+    real_epoch = Trainer.train_epoch
+
+    def interrupted_in_epoch_2(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted_in_epoch_2)
+    out = tmp_path / "run"
+    assert main(_train(shapes, out, "--epochs", "3", "--val-interval", "0")) == 130
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1] == (f"interrupted in epoch 2; {out.resolve() / 'last.pth'} holds epoch 1: continue with "
+                         f"centernet train --resume {out.resolve() / 'last.pth'}")
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    assert main(["train", "--resume", str(out / "last.pth")]) == 0  # and the command it names works
+    assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_ctrl_c_in_eval_is_one_line_and_exit_code_130(monkeypatch, capsys) -> None:
+    from centernet.app import runs
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "oracle", interrupt)
+    assert main(["eval", "--oracle", "--data", "whatever.json"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"

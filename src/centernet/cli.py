@@ -383,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with cli_warnings():
             return COMMANDS[args.command](args)
+    except KeyboardInterrupt as err:  # Ctrl-C: one line (what was saved, how to go on), exit code 130
+        print(f"interrupted {err}" if str(err) else "interrupted", file=sys.stderr)
+        return 130
     except SystemExit as exc:  # raise SystemExit("error: ...") in a command: a user error too (exit code 2)
         if not isinstance(exc.code, str):
             raise

@@ -21,6 +21,10 @@ class TrainingDiverged(RuntimeError):
     checkpoint."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a command; the message says what was saved and how to continue."""
+
+
 class MissingDependency(ImportError):
     """An optional package is not installed; the message names the extra that installs it."""
 

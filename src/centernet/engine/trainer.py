@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import shlex
 import time
 import warnings
 from bisect import bisect_right
@@ -35,7 +36,7 @@ from . import distributed as dist_utils
 from .checkpoint import finite_state, load_model_state, save_checkpoint, unwrap
 from .console import LABEL_WIDTH, EpochTable, ProgressLines, startup_summary
 from .distributed import resolve_device
-from .errors import TrainingDiverged
+from .errors import Interrupted, TrainingDiverged
 from .evaluator import EvalResult, EvalSettings
 from .rundir import append_log, write_config, write_log
 from .reports import RunReports
@@ -343,6 +344,14 @@ class Trainer:
             plan += f", patience {t.patience}"
         self._print(f"{summary}\n{'train':<{LABEL_WIDTH}} {plan}")
 
+    def _interrupted_text(self) -> str:
+        """What a Ctrl-C in epoch ``self.epoch + 1`` leaves: the last finished epoch's last.pth, and how to go on."""
+        last = self.out_dir / "last.pth"
+        if self.epoch == 0 or not last.is_file():
+            return f"in epoch {self.epoch + 1}, before any epoch was saved (run folder {self.out_dir})"
+        return (f"in epoch {self.epoch + 1}; {last} holds epoch {self.epoch}: continue with "
+                f"centernet train --resume {shlex.quote(str(last))}")
+
     def _should_stop(self) -> bool:
         """Early stopping: ``train.patience`` epochs since the best headline metric (checked after a
         validation)."""
@@ -399,6 +408,8 @@ class Trainer:
                 if table.loss_keys is None:
                     table.loss_keys = list(self.loss_keys or [])
                 self._print(table.lines(record, time.perf_counter() - start))
+        except KeyboardInterrupt:
+            raise Interrupted(self._interrupted_text()) from None
         finally:
             if reports is not None:
                 reports.close()
