@@ -117,7 +117,32 @@ class ExperimentConfig:
                 if not _fits(value, hints[key]):
                     raise ValueError(f"config field {f.name}.{key} must be {_type_name(hints[key])}, got {value!r}")
             parts[f.name] = sub_cls(**values)
-        return cls(**parts)
+        cfg = cls(**parts)
+        check_ranges(cfg)
+        return cfg
+
+
+# Sizes a configuration read from a file (a checkpoint, --config, an .onnx file's metadata, --set) may ask for:
+# past these, memory would be spent on nonsense before anything else could fail (2,000,000,000 classes, a
+# 65536 x 65536 input). (section, key) -> (lowest, highest), both allowed; None passes where the type allows it.
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("task", "num_classes"): (1, 100_000),
+    ("task", "max_detections"): (1, 100_000),
+    ("model", "head_conv"): (1, 16_384),
+    ("data", "input_size"): (1, 16_384),  # each side
+    ("data", "down_ratio"): (1, 64),
+    ("data", "max_objects"): (1, 1_000_000),
+    ("data", "num_workers"): (0, 1_024),
+}
+
+
+def check_ranges(cfg: ExperimentConfig) -> None:
+    """Raise ValueError (naming the field, its value and the range) for a size outside :data:`RANGES`."""
+    for (section, key), (low, high) in RANGES.items():
+        value = getattr(getattr(cfg, section), key)
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if v is not None and not (isinstance(v, (int, float)) and low <= v <= high):
+                raise ValueError(f"config field {section}.{key} must lie in [{low:,}, {high:,}], got {value!r}")
 
 
 def override(cfg: ExperimentConfig, assignments: list[str]) -> ExperimentConfig:
@@ -142,8 +167,10 @@ def override(cfg: ExperimentConfig, assignments: list[str]) -> ExperimentConfig:
 
 def scaled_steps(steps: tuple[int, ...], epochs: int, new_epochs: int) -> tuple[int, ...]:
     """The step schedule of an ``epochs``-long run stretched to ``new_epochs`` (each step at the same share of
-    the run, rounded, at least epoch 1): the paper's [90, 120] of 140 becomes [45, 60] for 70 epochs."""
-    return tuple(sorted({max(1, round(step * new_epochs / epochs)) for step in steps}))
+    the run, rounded, at least epoch 1; steps that would fall at or after the end are dropped): the paper's
+    [90, 120] of 140 becomes [45, 60] for 70 epochs, and none for 1 epoch."""
+    stretched = {max(1, round(step * new_epochs / epochs)) for step in steps}
+    return tuple(sorted(step for step in stretched if step < new_epochs))
 
 
 def override_training(cfg: ExperimentConfig, assignments: list[str]) -> ExperimentConfig:

@@ -28,6 +28,8 @@ def load_coco_json(ann_file: str | Path) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{ann_file}: not valid json ({exc})") from exc
+    except RecursionError:  # arrays or objects nested thousands deep: no annotation file looks like that
+        raise DataError(f"{ann_file}: json nested too deeply to be a COCO annotation file") from None
     if not isinstance(data, dict):
         raise DataError(f"{ann_file}: expected a json object with 'images', 'annotations', 'categories', got {type(data).__name__}")
     missing = [key for key in ("images", "annotations", "categories") if not isinstance(data.get(key), list)]

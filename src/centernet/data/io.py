@@ -1,6 +1,9 @@
-"""Image reading with errors that name the file, and a cheap check for truncated JPEG / PNG files."""
+"""Image reading with errors that name the file, a pixel limit checked from the header before decoding, and a
+cheap check for truncated JPEG / PNG files."""
 from __future__ import annotations
 
+import os
+import struct
 from pathlib import Path
 
 import cv2
@@ -16,15 +19,95 @@ class DataError(ValueError):
     """A data set file that cannot be used as it is: the message names the file and the problem."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as uint8 BGR [H, W, 3]; raises :class:`DataError` if missing or unreadable."""
-    path = Path(path)
+#: the most pixels an image may declare (Pillow's refusal threshold); CENTERNET_MAX_IMAGE_PIXELS overrides it
+MAX_IMAGE_PIXELS = 178_956_970
+# JPEG start-of-frame markers (baseline, progressive, ...; not DHT C4, JPG C8, DAC CC): they carry the size
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) an image file declares in its header (PNG, JPEG, GIF, BMP, WebP), without decoding;
+    None for other formats or a header that says nothing readable."""
+    if data[:8] == PNG_START and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if data[:2] == b"BM" and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(width), abs(height)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8X":
+            return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+        if chunk == b"VP8 ":
+            width, height = struct.unpack("<HH", data[26:30])
+            return width & 0x3FFF, height & 0x3FFF
+        if chunk == b"VP8L" and len(data) >= 25:
+            bits = int.from_bytes(data[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if data[:2] == JPEG_START:
+        at = 2
+        while at + 9 <= len(data) and data[at] == 0xFF:
+            marker, length = data[at + 1], struct.unpack(">H", data[at + 2:at + 4])[0]
+            if marker in _JPEG_SOF:
+                height, width = struct.unpack(">HH", data[at + 5:at + 9])
+                return width, height
+            at += 2 + length
+    return None
+
+
+def max_image_pixels() -> int:
+    """The pixel limit in force: CENTERNET_MAX_IMAGE_PIXELS when set, else :data:`MAX_IMAGE_PIXELS`."""
+    return int(os.environ.get("CENTERNET_MAX_IMAGE_PIXELS", MAX_IMAGE_PIXELS))
+
+
+#: bytes read for the header: JPEG puts its size after the APP segments (EXIF thumbnails: up to 64 KB each)
+HEADER_BYTES = 2**18
+
+
+def _checked_size(path: Path) -> tuple[int, int] | None:
+    """The size the file's header declares (None: no readable header), once within :func:`max_image_pixels`."""
     if not path.is_file():
         raise DataError(f"image not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    with open(path, "rb") as f:
+        size = header_size(f.read(HEADER_BYTES))
+    if size is not None and size[0] * size[1] > max_image_pixels():
+        raise DataError(f"{path}: declares {size[0]} x {size[1]} pixels, over the limit of {max_image_pixels():,} "
+                        "(CENTERNET_MAX_IMAGE_PIXELS raises it)")
+    return size
+
+
+def _decode(path: Path, flags: int) -> np.ndarray | None:
+    """OpenCV's decode of the file; a name that is not valid UTF-8 (which OpenCV's own file reading can crash
+    on) goes through the file's bytes instead."""
+    try:
+        os.fsdecode(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return cv2.imdecode(np.fromfile(path, np.uint8), flags)
+    return cv2.imread(str(path), flags)  # reads what a byte decode would refuse, e.g. a truncated JPEG
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as uint8 BGR [H, W, 3]; raises :class:`DataError` if missing, unreadable or over the pixel
+    limit (checked from the header, before decoding)."""
+    path = Path(path)
+    _checked_size(path)
+    image = _decode(path, cv2.IMREAD_COLOR)
     if image is None:
         raise DataError(f"image could not be decoded (corrupt or not an image): {path}")
     return image
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image: from its header where the format has one, else by decoding."""
+    path = Path(path)
+    size = _checked_size(path)
+    if size is not None:
+        return size
+    image = _decode(path, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"image could not be decoded (corrupt or not an image): {path}")
+    return image.shape[1], image.shape[0]
 
 
 def truncated(path: str | Path) -> bool:

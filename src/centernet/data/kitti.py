@@ -1,16 +1,14 @@
 """KITTI object benchmark reader (labels, P2 calibration, splits) for monocular 3D detection (SPEC 6)."""
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 
 from .convert import BoxCleaner, check_images, to_coco_dict
 from .formats import OpenRequest, register_format
-from .io import DataError
+from .io import DataError, image_size
 from .kitti_labels import DONT_CARE, KITTI_CLASSES, KITTI_TYPES, KittiObject, NotANumber, read_kitti_labels
 from .sample import DetectionSource, Sample
 
@@ -20,7 +18,6 @@ IGNORED_ON = {"Van": "Car", "Truck": "Car", "Person_sitting": "Pedestrian"}
 DROPPED_TYPES = ("Tram", "Misc")
 #: ``extra["ignore_class"]`` of a trained object and of a DontCare region
 NOT_IGNORED, DONT_CARE_CLASS = -1, -2
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MIN_DEPTH = 0.1  # metres: a box centre closer to the camera plane than this is not projected
 
 
@@ -54,21 +51,6 @@ def read_calib(path: str | Path) -> np.ndarray:
             raise DataError(f"{path}:{number}: P2 has {len(numbers)} values, expected 12")
         return np.array(numbers, dtype=np.float32).reshape(3, 4)
     raise DataError(f"{path}: no 'P2:' line (not a KITTI object calibration file?)")
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image: from the PNG header (24 bytes) or, for other formats, by decoding."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image not found: {path}")
-    with open(path, "rb") as f:
-        head = f.read(24)
-    if head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR":
-        return struct.unpack(">II", head[16:24])
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"image could not be decoded (corrupt or not an image): {path}")
-    return image.shape[1], image.shape[0]
 
 
 def project_to_image(points: np.ndarray, calib: np.ndarray) -> np.ndarray:

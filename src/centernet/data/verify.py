@@ -36,9 +36,11 @@ def check_image(sample: Sample) -> tuple[str | None, str | None]:
     path = Path(sample.path)
     try:
         height, width = read_image(path).shape[:2]
-    except DataError:
-        return (f"{path}: not found" if not path.is_file() else f"{path}: cannot be decoded (corrupt or not an "
-                "image)"), None
+    except DataError as err:
+        if not path.is_file():
+            return f"{path}: not found", None
+        reason = str(err).removeprefix(f"{path}: ")  # e.g. over the pixel limit
+        return f"{path}: " + (reason if "declares" in reason else "cannot be decoded (corrupt or not an image)"), None
     if (width, height) != (sample.width, sample.height):
         return (f"{path}: the image is {width}x{height} but its annotation says {sample.width}x{sample.height} "
                 "(boxes would be placed wrongly)"), None

@@ -174,6 +174,8 @@ def read_config_file(path: str | Path) -> ExperimentConfig:
         return ExperimentConfig.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError, AttributeError) as err:  # json errors are ValueErrors
         raise ValueError(f"{path}: not a usable config file ({err})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a usable config file (json nested too deeply)") from None
 
 
 def validate_train_config(cfg: ExperimentConfig) -> None:

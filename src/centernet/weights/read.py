@@ -73,13 +73,30 @@ def load_weights_file(path: str | Path) -> Any:
         raise CheckpointFileError(f"not a complete checkpoint: {path} ({_first_line(err)})") from None
 
 
+#: the most a checkpoint's records may hold once inflated (CornerNet with its optimiser state is about 2.4 GB);
+#: CENTERNET_MAX_CHECKPOINT_BYTES overrides it
+MAX_CHECKPOINT_BYTES = 16 * 2**30
+#: torch writes its records uncompressed: records declaring many times the file's size are a zip bomb
+MAX_INFLATION = 10
+
+
 def _check_zip(path: Path) -> None:
-    """Verify the CRC of every record of a zip checkpoint (torch does not), so a corrupt file is caught."""
+    """Check a zip checkpoint before reading a record: the sizes its records declare (a bomb is refused before
+    it is inflated), then the CRC of every record (torch checks none), so a corrupt file is caught."""
     if not zipfile.is_zipfile(path):
         return
+    limit = int(os.environ.get("CENTERNET_MAX_CHECKPOINT_BYTES", MAX_CHECKPOINT_BYTES))
     try:
         with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+            on_disk = path.stat().st_size
+            if declared > limit or declared > MAX_INFLATION * max(on_disk, 2**20):
+                raise CheckpointFileError(
+                    f"{path}: its records declare {declared:,} bytes once inflated, from {on_disk:,} on disk (limit "
+                    f"{limit:,} bytes and {MAX_INFLATION}x the file; CENTERNET_MAX_CHECKPOINT_BYTES raises the first)")
             bad = archive.testzip()
+    except CheckpointFileError:
+        raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
         raise CheckpointFileError(f"not a complete checkpoint: {path} ({_first_line(err)})") from None
     if bad is not None:
