@@ -8,9 +8,11 @@ ground truth is rows (x1, y1, x2, y2, class).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,24 @@ class Panel:
     log_y: bool = False
 
 
+def _without_pyparsing_deprecations(plot: Callable[..., Path]) -> Callable[..., Path]:
+    """``plot`` without the deprecation warnings pyparsing 3.3 and newer raises inside matplotlib before 3.11
+    (which still calls ``parseString``, ``resetCache``): nothing a user of the plots can act on."""
+
+    @functools.wraps(plot)
+    def run(*args: Any, **kwargs: Any) -> Path:
+        with warnings.catch_warnings():
+            try:
+                from pyparsing.warnings import PyparsingDeprecationWarning
+            except ImportError:  # an older pyparsing warns about nothing
+                pass
+            else:
+                warnings.simplefilter("ignore", PyparsingDeprecationWarning)
+            return plot(*args, **kwargs)
+
+    return run
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -68,6 +88,7 @@ def as_rows(rows: np.ndarray, min_columns: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ curves
+@_without_pyparsing_deprecations
 def plot_panels(x: np.ndarray, panels: Sequence[Panel], path: PathLike, x_label: str = "epoch") -> Path:
     """Small multiples, four a row: each panel's lines against ``x`` [N] (their finite points only, marked
     when there are few), integer x ticks."""
@@ -97,6 +118,7 @@ def plot_panels(x: np.ndarray, panels: Sequence[Panel], path: PathLike, x_label:
     return _save(fig, path, tight=False)
 
 
+@_without_pyparsing_deprecations
 def plot_pr_curves(pr: Mapping[str, tuple[np.ndarray, np.ndarray]], path: PathLike,
                    title: str = "precision-recall (IoU 0.5)") -> Path:
     """One curve per class ({name: (recall [R], precision [R])}, NaN-free) and their mean in bold, with
@@ -119,6 +141,7 @@ def plot_pr_curves(pr: Mapping[str, tuple[np.ndarray, np.ndarray]], path: PathLi
 
 
 # ------------------------------------------------------------------------------------------ confusion matrix
+@_without_pyparsing_deprecations
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: PathLike,
                           normalize: bool = True, hide_empty: bool = True) -> Path:
     """A confusion matrix [C+1, C+1] (rows predicted, columns true, index C the background) as a picture,
