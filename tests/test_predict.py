@@ -94,3 +94,24 @@ def test_predict_with_flip_and_scales(inputs):
     pred = predictor(_frame(0))
     assert 0 < len(pred.rows) <= 100 and pred.heat.shape[0] == 2
     assert np.all(np.diff(pred.rows[:, 4]) <= 0)  # merged rows come sorted by score
+
+
+def test_outputs_never_mix_predict_numbers_its_folders_and_export_writes_beside_the_checkpoint(
+        inputs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["predict", str(inputs["checkpoint"]), str(inputs["folder"]), "--quiet"]) == 0
+    assert (tmp_path / "predictions" / "detections.json").is_file()
+    assert (tmp_path / "predictions2" / "detections.json").is_file()  # the second run did not overwrite the first
+    checkpoint = tmp_path / "run" / "best.pth"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(inputs["checkpoint"].read_bytes())
+    assert main(["export", str(checkpoint)]) == 0
+    assert (tmp_path / "run" / "best.onnx").is_file() and not (tmp_path / "model.onnx").exists()
+    capsys.readouterr()
+    before = checkpoint.read_bytes()
+    for out in (checkpoint, tmp_path / "notes.txt"):
+        out.write_bytes(before) if out == checkpoint else out.write_text("mine")
+        assert main(["export", str(checkpoint), "--out", str(out)]) == 2
+        assert capsys.readouterr().err.startswith(f"error: --out {out} ")
+    assert checkpoint.read_bytes() == before and (tmp_path / "notes.txt").read_text() == "mine"

@@ -132,7 +132,8 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="model",
                    help="a centernet checkpoint, an exported .onnx model or a model-zoo name (ctdet_coco_dla_2x)")
     p.add_argument("input", nargs="+", help="image files, folders of images, globs ('photos/*.jpg') or videos")
-    p.add_argument("--out", default="predictions", help="folder for drawn images/videos and detections.json")
+    p.add_argument("--out", help="folder for drawn images/videos and detections.json (default: a new predictions, "
+                                 "predictions2, ...)")
     p.add_argument("--score", type=float, default=0.3, help="draw, count and save detections from this score")
     p.add_argument("--batch", type=int, default=1, help="images per network run (1 with --keep-res)")
     p.add_argument("--workers", type=int, default=2, help="processes reading and preparing images")
@@ -148,7 +149,8 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
 
 def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="model", help="a centernet checkpoint or a model-zoo name")
-    p.add_argument("--out", default="model.onnx", help="the .onnx file to write")
+    p.add_argument("--out", help="the .onnx file to write (default: beside the checkpoint, with its name: "
+                                 "runs/x/best.pth -> runs/x/best.onnx)")
     p.add_argument("--decode", action="store_true",
                    help="decode in the graph: output detection rows [B, K, D] in output-map pixels "
                         "(default: the activated maps)")
@@ -300,11 +302,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .data.kitti import read_calib
 
         meta = {"calib": read_calib(args.calib)}
-    summary = predictor.run(args.input, args.out, args.score, args.heatmap, batch=max(1, args.batch),
+    from .engine.rundir import numbered_dir
+
+    out = args.out if args.out else numbered_dir("predictions")
+    summary = predictor.run(args.input, out, args.score, args.heatmap, batch=max(1, args.batch),
                             workers=max(0, args.workers), on_image=None if args.quiet else report, meta=meta)
     print(f"{summary['images']} images at {summary['images_per_s']:.1f} images/s ({backend}, batch {args.batch}); "
           f"{summary['detections']} detections >= {args.score:g} in {summary['json']}")
     return 0
+
+
+def export_path(checkpoint: str, out: str | None) -> Path:
+    """Where ``export`` writes: ``out``, else beside the checkpoint with its name (a model-zoo name: here). Never
+    onto the checkpoint itself, nor onto an existing file that is not an .onnx model."""
+    source = Path(checkpoint)
+    path = Path(out) if out else (source.with_suffix(".onnx") if source.is_file() else Path(f"{source.name}.onnx"))
+    if source.is_file() and path.exists() and path.resolve() == source.resolve():
+        raise SystemExit(f"error: --out {path} is the checkpoint being exported; name another file")
+    if path.exists() and (path.is_dir() or path.suffix.lower() != ".onnx"):
+        raise SystemExit(f"error: --out {path} exists and is not an .onnx model; name another file")
+    return path
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -319,8 +336,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         size = (w, h)
     if args.int8 and not args.calibrate:
         raise SystemExit("error: --int8 needs --calibrate DATA (images the int8 ranges are measured on)")
-    path, custom = runs.export(runs.load_model(args.checkpoint, "cpu"), args.out, size, args.decode, args.opset,
-                               args.dynamic)
+    path, custom = runs.export(runs.load_model(args.checkpoint, "cpu"), export_path(args.checkpoint, args.out), size,
+                               args.decode, args.opset, args.dynamic)
     print(f"wrote {path} (opset {args.opset}, {'detections' if args.decode else 'maps'}, "
           f"{'dynamic' if args.dynamic else 'fixed'} size)" + (f"; non-standard ops: {custom}" if custom else ""))
     if args.int8:
@@ -350,7 +367,11 @@ def cmd_split(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .app.demo import run_demo
 
-    summary = run_demo(args.out, epochs=args.epochs, device=_device(args.device), num_train=args.num_train,
+    from .app.demo import default_out_dir
+    from .engine.rundir import numbered_dir
+
+    out = args.out if args.out else numbered_dir(default_out_dir(args.task))  # runs/demo, runs/demo2, ...
+    summary = run_demo(out, epochs=args.epochs, device=_device(args.device), num_train=args.num_train,
                        num_val=args.num_val, task=args.task)
     print(json.dumps(summary, indent=2))
     return 0

@@ -86,14 +86,21 @@ def _claim(out_dir: Path, explicit: bool, exist_ok: bool) -> Path:
                                  f"replace it, --resume {out_dir / 'last.pth'} to continue it, or another --out")
         out_dir.mkdir(parents=True, exist_ok=True)
         return out_dir
+    return numbered_dir(out_dir)
+
+
+def numbered_dir(base: str | Path) -> Path:
+    """The first of ``base``, ``base2``, ``base3``, ... that does not exist, created (atomically: two commands
+    never pick the same folder). Outputs of runs, predictions and demos never mix."""
+    base = Path(base)
     for number in range(1, MAX_NUMBERED):
-        candidate = out_dir if number == 1 else out_dir.with_name(f"{out_dir.name}{number}")
+        candidate = base if number == 1 else base.with_name(f"{base.name}{number}")
         try:
-            candidate.mkdir(parents=True, exist_ok=False)  # atomic: two runs never pick the same folder
+            candidate.mkdir(parents=True, exist_ok=False)
             return candidate
         except FileExistsError:
             continue
-    raise RunFolderError(f"no free run folder {out_dir}2 .. {out_dir}{MAX_NUMBERED - 1}; pass --out")
+    raise RunFolderError(f"no free folder {base}2 .. {base}{MAX_NUMBERED - 1}; pass --out")
 
 
 # ------------------------------------------------------------------------------------------ resuming
