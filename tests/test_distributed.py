@@ -199,6 +199,8 @@ def test_two_nodes_through_torchrun(tmp_path: Path) -> None:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path))
     logs = [p.communicate(timeout=300)[0] for p in launches]
     assert [p.returncode for p in launches] == [0, 0], "\n".join(logs)[-4000:]
+    # the closing summary comes from global rank 0 only (the process group is gone when it is printed)
+    assert "run folder" in logs[0] and "run folder" not in logs[1], logs[1][-2000:]
     # only the node of global rank 0 writes the run; its weights are every rank's (DDP keeps them equal)
     assert (tmp_path / "node0" / "last.pth").is_file() and not (tmp_path / "node1").exists()
     _, model, _ = load_checkpoint(tmp_path / "node0" / "last.pth")

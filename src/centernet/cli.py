@@ -222,7 +222,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, resume = runs.training_config(args.preset, args.config, args.resume, assignments)
     explicit = bool(args.config) or rundir.out_dir_given(assignments)
     summary = runs.train(cfg, resume, explicit_out=explicit, exist_ok=args.exist_ok)
-    if distributed.rank() == 0:
+    if distributed.launch_rank() == 0:  # the process group is gone by now: rank() would be 0 everywhere
         files = sorted(p.name for p in Path(summary["out_dir"]).iterdir() if p.is_file())
         print(f"run folder {summary['out_dir']}: {', '.join(files)}")
         print(json.dumps({"best_AP": summary["best_AP"], "headline": summary["headline"],

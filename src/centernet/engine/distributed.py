@@ -18,6 +18,12 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+def launch_rank() -> int:
+    """This process's global rank as the launcher (torchrun) set it: valid before the process group starts and
+    after it is torn down, when :func:`rank` says 0 everywhere."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
