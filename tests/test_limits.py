@@ -122,3 +122,17 @@ def test_json_nested_a_million_deep_is_one_line(tmp_path, capsys) -> None:
     (tmp_path / "config.json").write_text(deep)
     assert "nested too deeply" in _one_line_error(capsys, ["train", "--config", str(tmp_path / "config.json"),
                                                            "--train", "x.json"])
+
+
+def test_a_jpeg_declaring_its_size_after_a_large_exif_segment_is_still_checked(tmp_path) -> None:
+    """The size of a JPEG follows its APP segments: one of 40 KB (an EXIF thumbnail) pushes it past the first
+    read, and the check reads on."""
+    ok, encoded = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    data = bytearray(encoded.tobytes())
+    sof = next(i for i in range(2, len(data) - 9) if data[i] == 0xFF and data[i + 1] == 0xC0)
+    data[sof + 5:sof + 9] = struct.pack(">HH", 30000, 30000)  # height, width
+    app1 = b"\xff\xe1" + struct.pack(">H", 40_002) + b"\0" * 40_000
+    path = tmp_path / "exif.jpg"
+    path.write_bytes(bytes(data[:2]) + app1 + bytes(data[2:]))
+    with pytest.raises(DataError, match="declares 30000 x 30000 pixels"):
+        read_image(path)

@@ -61,8 +61,13 @@ def max_image_pixels() -> int:
     return int(os.environ.get("CENTERNET_MAX_IMAGE_PIXELS", MAX_IMAGE_PIXELS))
 
 
-#: bytes read for the header: JPEG puts its size after the APP segments (EXIF thumbnails: up to 64 KB each)
-HEADER_BYTES = 2**18
+#: bytes read for the header: most files declare their size in the first few KB; a JPEG puts it after its APP
+#: segments (EXIF thumbnails: up to 64 KB each), so a JPEG without it there is read up to HEADER_BYTES
+FIRST_BYTES, HEADER_BYTES = 2**14, 2**18
+
+
+class ImageTooLarge(DataError):
+    """An image whose header declares more pixels than :func:`max_image_pixels`."""
 
 
 def _checked_size(path: Path) -> tuple[int, int] | None:
@@ -70,9 +75,12 @@ def _checked_size(path: Path) -> tuple[int, int] | None:
     if not path.is_file():
         raise DataError(f"image not found: {path}")
     with open(path, "rb") as f:
-        size = header_size(f.read(HEADER_BYTES))
+        head = f.read(FIRST_BYTES)
+        size = header_size(head)
+        if size is None and head[:2] == JPEG_START and len(head) == FIRST_BYTES:
+            size = header_size(head + f.read(HEADER_BYTES - FIRST_BYTES))
     if size is not None and size[0] * size[1] > max_image_pixels():
-        raise DataError(f"{path}: declares {size[0]} x {size[1]} pixels, over the limit of {max_image_pixels():,} "
+        raise ImageTooLarge(f"{path}: declares {size[0]} x {size[1]} pixels, over the limit of {max_image_pixels():,} "
                         "(CENTERNET_MAX_IMAGE_PIXELS raises it)")
     return size
 

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from .io import DataError, read_image, truncated
+from .io import DataError, ImageTooLarge, read_image, truncated
 from .sample import DetectionSource, Sample
 
 MAX_LISTED = 20  # problems named per message; the rest are counted
@@ -36,11 +36,11 @@ def check_image(sample: Sample) -> tuple[str | None, str | None]:
     path = Path(sample.path)
     try:
         height, width = read_image(path).shape[:2]
-    except DataError as err:
-        if not path.is_file():
-            return f"{path}: not found", None
-        reason = str(err).removeprefix(f"{path}: ")  # e.g. over the pixel limit
-        return f"{path}: " + (reason if "declares" in reason else "cannot be decoded (corrupt or not an image)"), None
+    except ImageTooLarge as err:
+        return str(err), None
+    except DataError:
+        return (f"{path}: not found" if not path.is_file() else f"{path}: cannot be decoded (corrupt or not an "
+                "image)"), None
     if (width, height) != (sample.width, sample.height):
         return (f"{path}: the image is {width}x{height} but its annotation says {sample.width}x{sample.height} "
                 "(boxes would be placed wrongly)"), None
