@@ -155,3 +155,19 @@ def test_no_task_names_outside_tasks():
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__])
+
+
+def test_training_path_reads_top_down():
+    """Following one tiny training from ``runs.train``, a lower layer calls back up only where the design says so:
+    the data pipeline asks the task to encode targets and describe a sample (at most 10 such calls)."""
+    import importlib.util
+
+    path = PACKAGE.parents[1] / "benchmarks" / "trace_layers.py"
+    spec = importlib.util.spec_from_file_location("trace_layers", path)
+    trace = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trace)
+    edges = trace.trace_training()
+    climbs = [e for e in edges if trace.RANK[e[3]] > trace.RANK[e[1]]]
+    assert len(edges) > 20  # the trace saw the engine drive data, model, task and evaluation
+    assert len(climbs) <= 10, climbs
+    assert {(caller_layer, callee_layer) for _, caller_layer, _, callee_layer in climbs} <= {("data", "tasks")}

@@ -23,7 +23,7 @@ from centernet.data import make_synthetic_dataset
 from centernet.data.io import truncated
 from centernet.engine import checkpoint as ckpt
 from centernet.engine.errors import TrainingDiverged
-from centernet.engine.predictor import clip_boxes
+from centernet.ops.boxes import clip_boxes
 from centernet.engine.rundir import append_log
 from centernet.engine.trainer import Trainer
 from centernet.weights.official import load_official_checkpoint

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from centernet.viz.detections import (class_color, clip_boxes, draw_detections, draw_ground_truth, heatmap_overlay,
+from centernet.viz.detections import (class_color, pixel_corners, draw_detections, draw_ground_truth, heatmap_overlay,
                                  layout_labels, line_thickness)
 
 
@@ -18,7 +18,7 @@ def test_line_thickness_scales_with_the_image():
 
 def test_labels_inside_image_and_apart():
     shape = (120, 200)
-    boxes = clip_boxes(np.array([[-30, -10, 60, 50],  # off the top-left corner: no room above
+    boxes = pixel_corners(np.array([[-30, -10, 60, 50],  # off the top-left corner: no room above
                                  [5, 0, 70, 60],  # same corner again: must not cover the first label
                                  [150, 30, 260, 110],  # off the right edge
                                  [40, 100, 90, 140]]), shape)  # off the bottom

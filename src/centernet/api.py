@@ -25,7 +25,8 @@ from .config import ExperimentConfig, override_training
 from .data.io import DataError
 from .engine.distributed import resolve_device
 from .engine.inputs import expand_inputs, is_video
-from .engine.predictor import Prediction, Predictor, clip_boxes
+from .engine.predictor import Prediction, Predictor
+from .ops.boxes import clip_boxes
 from .tasks import Task
 
 #: keyword arguments of :meth:`CenterNet.train` that name a config field by another name

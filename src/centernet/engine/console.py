@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-VAL_PREFIX = "val_"
+VAL_PREFIX = "val_"  # log keys of validation metrics (val_AP, val_loss, ...)
 LABEL_WIDTH = 7  # "device " column of the start-up summary
 PROGRESS_LINES_PER_EPOCH = 10  # default progress lines per epoch without a terminal
 HEADER_EVERY = 25  # table rows between repeated headers

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.io import DataError
+from ..ops.boxes import clip_boxes
 from ..tasks.base import Task
 from ..viz.detections import heatmap_overlay
 from .evaluator import EvalSettings, image_meta, pad_style
@@ -168,11 +169,3 @@ class Predictor:
         if writer is not None:
             writer.release()
         return count
-
-
-def clip_boxes(rows: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Detection rows [K, D] with the box columns (x1, y1, x2, y2 = columns 0-3) clipped to the image."""
-    rows = rows.copy()
-    rows[:, [0, 2]] = rows[:, [0, 2]].clip(0, width)
-    rows[:, [1, 3]] = rows[:, [1, 3]].clip(0, height)
-    return rows

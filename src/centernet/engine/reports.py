@@ -25,13 +25,13 @@ import numpy as np
 from ..data.io import read_image
 from ..data.sample import DetectionSource
 # the mosaic's layout (CAPTION_HEIGHT) is part of this module's reports, as are the pictures themselves
+from .console import VAL_PREFIX
 from ..viz.plots import (CAPTION_HEIGHT, Panel, PathLike, as_rows, plot_confusion_matrix, plot_panels, plot_pr_curves,
                          validation_mosaic)
 
 if TYPE_CHECKING:
     from .evaluator import EvalResult
 
-VAL_PREFIX = "val_"
 # file names in the run folder
 RESULTS_CSV, RESULTS_PNG = "results.csv", "results.png"
 PR_CURVES_PNG, AP_TABLE_TXT = "pr_curves.png", "per_class_ap.txt"

@@ -34,7 +34,7 @@ from ..tasks.base import Task
 from ..weights.read import read_checkpoint
 from . import distributed as dist_utils
 from .checkpoint import finite_state, load_model_state, save_checkpoint, unwrap
-from .console import LABEL_WIDTH, EpochTable, ProgressLines, startup_summary
+from .console import LABEL_WIDTH, VAL_PREFIX, EpochTable, ProgressLines, startup_summary
 from .distributed import resolve_device
 from .errors import Interrupted, TrainingDiverged
 from .evaluator import EvalResult, EvalSettings
@@ -392,7 +392,7 @@ class Trainer:
                                                                                or last)
                 if validated:
                     metrics = self.validate()
-                    record.update({f"val_{k}": v for k, v in metrics.items()})
+                    record.update({VAL_PREFIX + k: v for k, v in metrics.items()})
                     score = self._headline(metrics)
                     if score is not None and score > self.best:
                         self.best, self.best_epoch = score, self.epoch

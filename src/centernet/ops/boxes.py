@@ -8,22 +8,33 @@ from torch import Tensor
 SOFT_NMS_METHODS = ("gaussian", "linear", "hard")
 
 
-def box_iou(a: Tensor, b: Tensor, offset: float = 0.0) -> Tensor:
+def box_iou(a: Tensor, b: Tensor, offset: float = 0.0, relative_to_first: bool = False) -> Tensor:
     """IoU of boxes ``a`` [..., 4] and ``b`` [..., 4] (x1, y1, x2, y2), broadcast over the leading dimensions:
     pairs [N, 4] with [N, 4] -> [N]; one box [4] with [N, 4] -> [N]; all pairs as ``a[:, None]`` [N, 1, 4] with
     ``b[None]`` [1, M, 4] -> [N, M].
 
     ``offset=0`` treats coordinates as continuous (x2 - x1 wide); ``offset=1`` uses the original's integer-pixel
-    areas ((x2 - x1 + 1) * (y2 - y1 + 1)). Boxes that do not overlap, or whose union is empty, give 0. The one
-    box IoU of the package: NumPy callers convert with ``torch.from_numpy`` (torch promotes mixed float32 /
-    float64 operands as NumPy does, so their values are unchanged)."""
+    areas ((x2 - x1 + 1) * (y2 - y1 + 1)). With ``relative_to_first`` the intersection is divided by the area of
+    ``a`` instead of the union (the KITTI devkit's criterion for detections inside DontCare regions). Boxes that
+    do not overlap, or whose denominator is empty, give 0. The one box IoU of the package: NumPy callers convert
+    with ``torch.from_numpy`` (torch promotes mixed float32 / float64 operands as NumPy does, so their values are
+    unchanged)."""
     iw = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0]) + offset).clamp(min=0)
     ih = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1]) + offset).clamp(min=0)
     inter = iw * ih
     area_a = (a[..., 2] - a[..., 0] + offset) * (a[..., 3] - a[..., 1] + offset)
     area_b = (b[..., 2] - b[..., 0] + offset) * (b[..., 3] - b[..., 1] + offset)
-    union = area_a + area_b - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
+    denom = area_a if relative_to_first else area_a + area_b - inter
+    return torch.where((inter > 0) & (denom > 0), inter / denom.clamp(min=1e-12), torch.zeros_like(inter))
+
+
+def clip_boxes(boxes: Tensor, width: float, height: float) -> Tensor:
+    """A copy of ``boxes`` [..., >=4] (columns 0-3: x1, y1, x2, y2) with x clipped to [0, width] and y to
+    [0, height]; other columns are kept. Takes a tensor or a NumPy array and returns the same kind."""
+    out = boxes.clone() if isinstance(boxes, Tensor) else boxes.copy()
+    out[..., 0:4:2] = out[..., 0:4:2].clip(0, width)
+    out[..., 1:4:2] = out[..., 1:4:2].clip(0, height)
+    return out
 
 
 def _soft_nms_padded(boxes: Tensor, scores: Tensor, valid: Tensor, sigma: float, threshold: float, method: str,

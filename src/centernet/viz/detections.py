@@ -11,6 +11,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..ops.boxes import clip_boxes
+
 REFERENCE_SIDE = 640  # longest image side at which lines are BASE_THICKNESS pixels wide
 BASE_THICKNESS = 2
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -30,13 +32,10 @@ def line_thickness(shape: Sequence[int]) -> int:
     return max(BASE_THICKNESS, round(BASE_THICKNESS * max(shape[:2]) / REFERENCE_SIDE))
 
 
-def clip_boxes(boxes: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Boxes [N, 4] (x1, y1, x2, y2) clipped to an image of ``shape``, as integer pixel corners."""
+def pixel_corners(boxes: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Boxes [N, 4] (x1, y1, x2, y2) rounded to integer pixel corners inside an image of ``shape`` (h, w, ...)."""
     h, w = shape[:2]
-    out = np.round(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
-    out[:, 0::2] = out[:, 0::2].clip(0, w - 1)
-    out[:, 1::2] = out[:, 1::2].clip(0, h - 1)
-    return out.astype(np.int64)
+    return clip_boxes(np.round(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)), w - 1, h - 1).astype(np.int64)
 
 
 def _covered(rect: np.ndarray, placed: list[np.ndarray]) -> int:
@@ -82,7 +81,7 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int], tex
     scale = FONT_SCALE_PER_PX * thickness
     text_px = max(1, thickness // BASE_THICKNESS)
     order = list(range(len(boxes))) if order is None else list(order)
-    clipped = clip_boxes(boxes, image.shape)[order]
+    clipped = pixel_corners(boxes, image.shape)[order]
     colors = [class_color(int(classes[i])) for i in order]
     for (x1, y1, x2, y2), color in zip(clipped.tolist()[::-1], colors[::-1]):  # most important drawn last
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
