@@ -1,7 +1,8 @@
 """int8 (static QDQ, onnxruntime) vs fp32 onnxruntime on the CPU: latency, and the AP a trained model keeps.
 
 Latency (random weights, COCO heads; calibrated on a few synthetic images): export each architecture at a
-fixed size, quantise, then time both sessions at batch 1 in alternating rounds (same thread count), medians:
+fixed size with each DCN form (``--dcn-ops``: DeformConv nodes or the gather form; either stays float), quantise,
+then time both sessions at batch 1 in alternating rounds (same thread count), medians:
 
     PYTHONPATH=src python benchmarks/bench_int8.py --archs resdcn_18 dla_34 --size 512 --threads 2
 
@@ -33,18 +34,18 @@ from centernet.config import ExperimentConfig
 from centernet.data import make_synthetic_dataset, read_image
 from centernet.data.sample import DetectionSource, Subset
 from centernet.engine.evaluator import evaluate
-from centernet.export.onnx import OnnxRunner, export_checkpoint, export_onnx
+from centernet.export.onnx import META_DCN_OP, OnnxRunner, export_checkpoint, export_onnx, read_metadata
 from centernet.export.quantize import DEFAULT_EXCLUDE, quantize_onnx
 from timing import median_seconds
 
 
 def latency(arch: str, size: int, rounds: int, threads: int, calib: Path, workdir: Path,
-            exclude: list[str]) -> dict[str, float]:
+            exclude: list[str], dcn_op: str | None = None) -> dict[str, float]:
     cfg = ExperimentConfig()
     cfg.model.arch, cfg.data.input_size = arch, (size, size)
     task = task_from_config(cfg)  # COCO: 80 classes
     torch.manual_seed(0)
-    fp32 = export_onnx(model_from_config(cfg, task).eval(), task, cfg, workdir / f"{arch}.onnx")
+    fp32 = export_onnx(model_from_config(cfg, task).eval(), task, cfg, workdir / f"{arch}.onnx", dcn_op=dcn_op)
     int8 = quantize_onnx(fp32, workdir / f"{arch}_int8.onnx", calib, num_images=8, exclude=exclude)
     runners = {"fp32": OnnxRunner(fp32, threads=threads), "int8": OnnxRunner(int8, threads=threads)}
     x = torch.randn(1, 3, size, size)
@@ -53,7 +54,8 @@ def latency(arch: str, size: int, rounds: int, threads: int, calib: Path, workdi
     for _ in range(rounds):  # alternate short rounds so that a noisy neighbour hurts both
         for name, runner in runners.items():
             times[name].append(1000 * median_seconds(lambda: runner(x), 5, 1)[0])
-    return {"fp32_ms": statistics.median(times["fp32"]), "int8_ms": statistics.median(times["int8"]),
+    return {"form": read_metadata(fp32)[META_DCN_OP],
+            "fp32_ms": statistics.median(times["fp32"]), "int8_ms": statistics.median(times["int8"]),
             "hm_diff": float((ref["hm"] - out["hm"]).abs().max()),
             "fp32_mb": fp32.stat().st_size / 2**20, "int8_mb": int8.stat().st_size / 2**20}
 
@@ -114,6 +116,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of 5 timed runs each")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     parser.add_argument("--exclude", nargs="*", default=list(DEFAULT_EXCLUDE), help="nodes kept float")
+    parser.add_argument("--dcn-ops", nargs="+", default=["deformconv", "gather"], choices=["deformconv", "gather"],
+                        help="DCN forms exported (latency; an architecture without DCNs runs once)")
     parser.add_argument("--ap", nargs="+", type=Path, metavar="CHECKPOINT", help="AP of fp32 vs int8 instead")
     parser.add_argument("--val", help="data to score on (--ap)")
     parser.add_argument("--calib", help="calibration images: folder or data set (default: the non-held-out --val)")
@@ -146,11 +150,16 @@ def main() -> None:
                 workdir / "calib", num_train=8, num_val=1, image_size=(args.size, args.size))["train_images"]
             print(f"onnxruntime int8 (QDQ, per-channel, exclude {args.exclude}) vs fp32, {args.threads} threads, "
                   f"{args.size}x{args.size}, batch 1, median of {args.rounds} alternating rounds of 5")
-            print(f"{'arch':12s} {'fp32 ms':>8s} {'int8 ms':>8s} {'speed-up':>9s} {'hm |diff|':>10s} {'MB':>12s}")
+            print(f"{'arch':12s} {'DCNs':>10s} {'fp32 ms':>8s} {'int8 ms':>8s} {'speed-up':>9s} {'hm |diff|':>10s} "
+                  f"{'MB':>12s}")
             for arch in args.archs:
-                r = latency(arch, args.size, args.rounds, args.threads, calib, workdir, args.exclude)
-                print(f"{arch:12s} {r['fp32_ms']:8.1f} {r['int8_ms']:8.1f} {r['fp32_ms'] / r['int8_ms']:8.2f}x "
-                      f"{r['hm_diff']:10.2e} {r['fp32_mb']:5.1f}->{r['int8_mb']:4.1f}", flush=True)
+                for dcn_op in args.dcn_ops:
+                    r = latency(arch, args.size, args.rounds, args.threads, calib, workdir, args.exclude, dcn_op)
+                    print(f"{arch:12s} {r['form']:>10s} {r['fp32_ms']:8.1f} {r['int8_ms']:8.1f} "
+                          f"{r['fp32_ms'] / r['int8_ms']:8.2f}x {r['hm_diff']:10.2e} "
+                          f"{r['fp32_mb']:5.1f}->{r['int8_mb']:4.1f}", flush=True)
+                    if r["form"] == "none":
+                        break
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ The calibration images go through exactly the test pipeline of the model's store
 (:func:`centernet.data.transforms.prepare_test_image` with its input size, mean, std and padding), so the
 activation ranges are those the model sees at test time. Only the layers with weights (Conv, MatMul,
 Gemm) and the ops around them that onnxruntime fuses into integer kernels (Relu, Add, MaxPool) are
-quantised (uint8 activations, int8 weights per output channel); the deformable sampling of every DCN
-(positions, gathers, corner and mask weights) stays float, and so do the node groups named in ``exclude`` (see
-:data:`EXCLUDE_GROUPS`). The centernet metadata of the float model is copied (plus a summary under
-:data:`META_QUANTIZATION`), so ``onnx_predictor`` and :class:`OnnxRunner` use the result unchanged.
+quantised (uint8 activations, int8 weights per output channel); every DCN stays float (its DeformConv node,
+or in the gather form its sampling: positions, gathers, corner and mask weights), and so do the node groups
+named in ``exclude`` (see :data:`EXCLUDE_GROUPS`). The centernet metadata of the float model is copied (plus
+a summary under :data:`META_QUANTIZATION`), so ``onnx_predictor`` and :class:`OnnxRunner` use the result
+unchanged.
 
 Defaults as measured by ``benchmarks/bench_int8.py --ap``: quantising the heads' last convs too cost
 0.3 AP on the demo model and 2.9 AP on a raccoon model; keeping them float (``heads``) costs 0.0 / 1.0;
@@ -122,9 +123,9 @@ def _metadata(model) -> dict[str, str]:
 
 
 def excluded_nodes(model, exclude: Iterable[str]) -> list[str]:
-    """Names of the nodes of ``model`` (an onnx ModelProto) that stay float: every DCN's sampling
-    arithmetic (all its nodes but the MatMul with the weights), plus the groups / name patterns of
-    ``exclude``."""
+    """Names of the nodes of ``model`` (an onnx ModelProto) that stay float: every DCN's DeformConv node, or
+    in the gather form its sampling arithmetic (all its nodes but the MatMul with the weights), plus the groups /
+    name patterns of ``exclude``."""
     exclude = list(exclude)
     nodes = list(model.graph.node)
     offset_convs = [n for n in nodes if n.op_type == "Conv" and "conv_offset_mask" in n.name]

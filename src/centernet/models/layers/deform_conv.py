@@ -4,11 +4,14 @@ Each of the k x k taps of every output position samples the input at its regular
 offset (bilinear, zero outside the image) and is scaled by a learned mask in (0, 1); the k x k weights are
 then applied as one matrix product over the sampled columns. The sampling gathers rows of a channels-last copy
 of the input, the same way in eager mode (``embedding_bag``, hand-written backward) and in an exported ONNX
-graph (Gather): see ``deform_sampling.py``.
+graph (Gather): see ``deform_sampling.py``. An exporter may instead trace the whole layer as one operator of
+its format (ONNX's DeformConv: ``centernet.export.onnx``) through :func:`traced_as`.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +21,25 @@ from torch.nn.modules.utils import _pair
 from .deform_sampling import DeformConv2dFunction, Geometry, gather_columns, padded_rows, sampling_plan
 
 
+#: (x, offset, mask, weight, bias, stride, padding, dilation, deformable_groups) -> output: what an export
+#: traces in place of the gather form while :func:`traced_as` holds it (never read in eager mode)
+TracedDeformConv = Callable[..., Tensor]
+_traced_function: TracedDeformConv | None = None
+
+
+@contextlib.contextmanager
+def traced_as(function: TracedDeformConv | None) -> Iterator[None]:
+    """While exporting inside this block, every DCN traces as ``function(x, offset, mask, weight, bias, stride,
+    padding, dilation, deformable_groups)`` (arguments as :func:`modulated_deform_conv2d` normalises them: pairs
+    of ints, ``bias`` None or [O]) instead of the gather form; None keeps the gather form."""
+    global _traced_function
+    previous, _traced_function = _traced_function, function
+    try:
+        yield
+    finally:
+        _traced_function = previous
+
+
 def modulated_deform_conv2d(
     x: Tensor, offset: Tensor, mask: Tensor, weight: Tensor, bias: Tensor | None = None,
     stride=1, padding=0, dilation=1, deformable_groups: int = 1,
@@ -25,6 +47,8 @@ def modulated_deform_conv2d(
     """DCNv2: ``x`` [B, C, H, W], ``offset`` [B, 2*G*k*k, Ho, Wo] as (dy, dx) per tap, ``mask``
     [B, G*k*k, Ho, Wo] already in (0, 1), ``weight`` [O, C, kh, kw]. Returns [B, O, Ho, Wo]."""
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    if _traced_function is not None and torch.onnx.is_in_onnx_export():
+        return _traced_function(x, offset, mask, weight, bias, stride, padding, dilation, deformable_groups)
     b, c, h, w = x.shape
     out_ch, _, kh, kw = weight.shape
     g, kk = deformable_groups, kh * kw
