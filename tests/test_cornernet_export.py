@@ -102,12 +102,13 @@ def test_cli_eval_predict_export_analyze(setup, tmp_path, capsys) -> None:
     assert "heatmaps + offsets + embeddings" in table and "heatmaps + offsets" in table
 
 
-def test_oracle_eval_from_the_cli(setup, capsys) -> None:
+def test_oracle_eval_from_the_cli(setup, capsys, tmp_path) -> None:
     _, data, *_ = setup
     capsys.readouterr()
     # the oracle takes its geometry from the task's oracle preset (511x511, tested at full resolution)
-    assert main(["eval", "--oracle", "--task", "cornernet", "--data", str(data["val_ann"]), "--workers", "0"]) == 0
-    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(["eval", "--oracle", "--task", "cornernet", "--data", str(data["val_ann"]), "--workers", "0",
+                 "--json", str(tmp_path / "m.json")]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["AP"] > 0.95
 
 

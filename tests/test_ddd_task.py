@@ -202,7 +202,7 @@ def test_cli_eval_prints_the_kitti_table_and_writes_results(shared_data, tmp_pat
     out = capsys.readouterr().out
     assert "KITTI AP, 11 recall points" in out and "Pedestrian" in out
     assert "kitti_3d_moderate" in json.loads(metrics.read_text())
-    assert sorted(p.name for p in results.iterdir()) == ["000000.txt", "000001.txt", "000002.txt"]
+    assert sorted(p.name for p in results.glob("0*")) == ["000000.txt", "000001.txt", "000002.txt"]
     first = (results / "000000.txt").read_text().split()
     assert first[0] == "Pedestrian" and len(first) == 16  # KITTI result line: 15 fields and the score
 

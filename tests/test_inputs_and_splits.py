@@ -53,7 +53,7 @@ def test_several_inputs_batched_in_workers_match_one_by_one(setup, tmp_path, cap
     for a, b in zip(single, batched):
         assert a["file_name"] == b["file_name"] and a["image_id"] == b["image_id"]
         assert a["score"] == pytest.approx(b["score"], abs=1e-5) and a["bbox"] == pytest.approx(b["bbox"], abs=1e-2)
-    per_image = [line for line in lines1 if re.match(r"^\S+\.png: \d+ detections >= 0\.1", line)]
+    per_image = [line for line in lines1 if re.match(r"^\S+\.png: \d+ detections? >= 0\.1", line)]
     assert len(per_image) == 5 and per_image == [line for line in lines3 if line in per_image]
     counted = sum(int(line.split(": ")[1].split()[0]) for line in per_image)
     assert counted == len(single) and f"{len(single)} detections >= 0.1" in lines1[-1]
@@ -105,8 +105,11 @@ def test_split_of_a_coco_json_selects_by_file_name(setup, tmp_path):
 
 
 def test_eval_and_analyze_print_fractions():
-    rows = [AnalysisRow("none", frozenset(), {"AP": 0.3456, "AP50": 0.5, "AP75": 0.25})]
-    assert format_table(rows).splitlines()[-1].split() == ["none", "0.346", "0.500", "0.250"]
+    rows = [AnalysisRow("none", frozenset(), {"AP": 0.3456, "AP50": 0.5, "AP75": 0.25}),
+            AnalysisRow("hm + wh", frozenset({"wh", "hm"}), {"AP": 0.9, "AP50": 1.0, "AP75": 0.95})]
+    lines = format_table(rows).splitlines()
+    assert lines[-2].split() == ["none", "nothing", "(the", "model", "as", "it", "is)", "0.346", "0.500", "0.250"]
+    assert lines[-1].split()[-6:] == ["hm,", "wh", "maps", "0.900", "1.000", "0.950"]
 
 
 def test_a_device_this_machine_lacks_is_one_line(setup, capsys):

@@ -210,3 +210,30 @@ def test_run_reports_redraw_results_png_at_most_every_interval_and_at_the_end(tm
     # the first epoch, a validation (3), 30 s after the last plot (5), the end (7)
     assert plots == [1, 3, 5, 7]
     assert cv2.imread(str(tmp_path / "results.png")) is not None
+
+
+def test_precision_recall_f1_against_confidence_by_hand():
+    """Two objects; detections at 0.9 (hit), 0.6 (miss) and 0.4 (hit): kept from 0.5 on, precision and recall
+    are 1/2; from 0.3 on, 2/3 and 1 (F1 0.8); above 0.9 nothing is kept."""
+    gt = COCO()
+    gt.dataset = {"images": [{"id": 1, "width": 100, "height": 100}], "categories": [{"id": 7, "name": "a"}],
+                  "annotations": [{"id": i + 1, "image_id": 1, "category_id": 7, "bbox": box, "area": 400,
+                                   "iscrowd": 0} for i, box in enumerate(([10, 10, 20, 20], [60, 60, 20, 20]))]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    dets = [{"image_id": 1, "category_id": 7, "score": s, "bbox": b}
+            for s, b in ((0.9, [10, 10, 20, 20]), (0.6, [40, 10, 20, 20]), (0.4, [61, 60, 20, 20]))]
+    _, per_class = evaluate_coco_per_class(gt, dets)
+    precision, recall, f1 = per_class.confidence_curves(np.array([0.3, 0.5, 0.95]))
+    np.testing.assert_allclose(precision[0], [2 / 3, 1 / 2, 0])
+    np.testing.assert_allclose(recall[0], [1, 1 / 2, 0])
+    np.testing.assert_allclose(f1[0], [0.8, 0.5, 0])
+
+
+def test_mosaic_has_no_empty_tiles():
+    samples = [types.SimpleNamespace(image_id=i) for i in range(5)]
+    truth = {0: np.zeros((0, 5)), 1: np.ones((2, 5)), 2: np.ones((1, 5)), 3: np.ones((1, 5)), 4: np.zeros((0, 5))}
+    picks = reports.mosaic_picks(samples, truth, 3)  # three wanted: two fill the row, images with objects first
+    assert [s.image_id for s in picks] == [1, 2]
+    assert [s.image_id for s in reports.mosaic_picks(samples[:1], truth, 4)] == [0]  # one image stands alone
+    assert len(reports.mosaic_picks(samples, truth, 4)) == 4

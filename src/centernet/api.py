@@ -22,7 +22,7 @@ import numpy as np
 
 from .app import runs
 from .config import ExperimentConfig, override_training
-from .data.io import DataError
+from .data.io import DataError, ImageTooLarge, max_image_pixels
 from .engine.distributed import resolve_device
 from .engine.inputs import expand_inputs, is_video
 from .engine.predictor import Prediction, Predictor
@@ -95,9 +95,11 @@ class Result:
         meta = self.prediction.meta if self.prediction is not None else None
         return self.task.draw(image, self.rows, self.class_names, 0.0, meta)
 
-    def save(self, path: str | os.PathLike[str], heatmap: bool = False) -> Path:
-        """Write :meth:`plot` to ``path`` (the format from its suffix)."""
-        path = Path(path)
+    def save(self, path: str | os.PathLike[str] | None = None, heatmap: bool = False) -> Path:
+        """Write :meth:`plot` to ``path`` (the format from its suffix); without one, to ``<name>_pred.jpg`` in
+        this process's predictions folder (the first free of predictions, predictions2, ..., made on first use),
+        never onto an earlier picture."""
+        path = Path(path) if path is not None else _default_save_path(self.path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(path), self.plot(heatmap)):
             raise OSError(f"{path}: could not write the picture (unknown suffix?)")
@@ -259,14 +261,59 @@ class CenterNet:
         return path
 
 
+_SAVE_FOLDER: list[Path] = []  # the predictions folder of Result.save() without a path, made on first use
+
+
+def _default_save_path(source: str | None) -> Path:
+    """A new file ``<stem>_pred.jpg`` (``_2``, ``_3``, ... when taken) in this process's predictions folder."""
+    from .engine.rundir import numbered_dir
+
+    if not _SAVE_FOLDER or not _SAVE_FOLDER[0].is_dir():
+        _SAVE_FOLDER[:] = [numbered_dir("predictions")]
+    stem = Path(source).stem if source else "image"
+    for number in range(1, 1_000_000):
+        path = _SAVE_FOLDER[0] / (f"{stem}_pred.jpg" if number == 1 else f"{stem}_pred_{number}.jpg")
+        if not path.exists():
+            return path
+    raise OSError(f"{_SAVE_FOLDER[0]}: no free name for {stem}_pred.jpg")
+
+
+#: integer image types and the value that stands for white
+_WHITE = {np.dtype(np.uint16): 65535}
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """An image array as uint8: uint8 as it is; uint16 scaled (65535 -> 255); floats in [0, 1] scaled by 255
+    and floats or integers in [0, 255] rounded. Anything else (negative, above 255, non-finite, bool, empty)
+    is a ValueError in one line, never silently clipped."""
+    if image.dtype == np.uint8:
+        return image
+    if image.size == 0:
+        raise ValueError(f"an image array must not be empty, got shape {list(image.shape)}")
+    if image.dtype in _WHITE:
+        return np.round(image.astype(np.float32) * (255.0 / _WHITE[image.dtype])).astype(np.uint8)
+    if image.dtype.kind not in "iuf":
+        raise ValueError(f"an image array must be uint8, uint16, another integer type or float, got {image.dtype}")
+    low, high = float(np.min(image)), float(np.max(image))
+    if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > 255:
+        raise ValueError(f"a {image.dtype} image array must hold values in [0, 1] (floats) or [0, 255], got "
+                         f"{low:g} .. {high:g}")
+    scale = 255.0 if image.dtype.kind == "f" and high <= 1.0 else 1.0
+    return np.round(image.astype(np.float32) * scale).astype(np.uint8)
+
+
 def to_bgr(image: Any, rgb: bool = False) -> np.ndarray:
-    """A BGR uint8 [H, W, 3] copy of an array (BGR, or RGB with ``rgb``; grey or with alpha) or PIL image."""
+    """A BGR uint8 [H, W, 3] copy of an array (BGR, or RGB with ``rgb``; grey or with alpha; any dtype
+    :func:`to_uint8` takes) or PIL image."""
     if type(image).__module__.startswith("PIL"):
         return np.ascontiguousarray(np.asarray(image.convert("RGB"))[..., ::-1])
     if not isinstance(image, np.ndarray):
         raise TypeError(f"cannot predict on a {type(image).__name__}: give a path, a folder, a glob, an array or a "
                         "PIL image")
-    array = image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim in (2, 3) and image.shape[0] * image.shape[1] > max_image_pixels():
+        raise ImageTooLarge(f"an image array of {image.shape[1]}x{image.shape[0]} pixels is above the limit of "
+                            f"{max_image_pixels()} (CENTERNET_MAX_IMAGE_PIXELS sets it)")
+    array = to_uint8(image)
     if array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1):
         return cv2.cvtColor(array.reshape(array.shape[:2]), cv2.COLOR_GRAY2BGR)
     if array.ndim != 3 or array.shape[2] not in (3, 4):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import NoReturn
 from pathlib import Path
 
 from .app.demo import add_demo_args  # torch-free: the demo's options live with it
@@ -112,9 +113,12 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
                    help="score the ground truth through the real decode path (no model needed)")
     p.add_argument("--task", help="task of --oracle (default: the task the data suits, e.g. keypoints -> "
                                   "multi_pose)")
-    p.add_argument("--json", help="write the metrics here as json (default: printed only)")
+    p.add_argument("--json", help="write every metric here as json (default: the table is printed only)")
+    p.add_argument("--verbose", action="store_true", help="also print pycocotools' own summary lines")
     p.add_argument("--report", metavar="DIR", help="write PR curves, the AP table, the confusion matrix and a "
                                                    "mosaic of predictions here (default: none)")
+    p.add_argument("--normalize", action="store_true", help="the confusion matrix of --report as shares of each "
+                                                            "true class instead of counts")
     p.add_argument("--results-dir", help="write the results here in the data set's own format, when its "
                                          "scorer has one (e.g. KITTI label files, one per image)")
     _add_data_args(p)
@@ -155,6 +159,10 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
                    help="decode in the graph: output detection rows [B, K, D] in output-map pixels "
                         "(default: the activated maps)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (16 or newer)")
+    p.add_argument("--dcn-op", choices=("deformconv", "gather"), default=None,
+                   help="how deformable convolutions are written: deformconv (one ONNX DeformConv node each; "
+                        "opset 19, raised to it; onnxruntime 1.25 or newer) or gather (standard ops any runtime "
+                        "runs); default: deformconv, or gather when the installed onnxruntime is older than 1.25")
     p.add_argument("--dynamic", action="store_true", help="dynamic input height and width (default: fixed)")
     p.add_argument("--size", help="input W,H to trace at (default: the config's input size)")
     p.add_argument("--int8", action="store_true",
@@ -173,6 +181,11 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exist-ok", action="store_true", help="replace existing train / val split files")
 
 
+def add_info_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a checkpoint, an exported .onnx model, a model-zoo name or a preset name")
+    p.add_argument("--size", help="W,H for the GFLOPs figure (default: the model's input size)")
+
+
 COMMAND_HELP = {
     "train": ("train a model (from a preset, overridable field by field)", add_train_args),
     "eval": ("metrics of a checkpoint, ONNX model or model-zoo name on a data set", add_eval_args),
@@ -182,17 +195,28 @@ COMMAND_HELP = {
     "split": ("write a reproducible train / val split of one data set", add_split_args),
     "demo": ("synthetic data: generate, train a small CPU model of a task, evaluate, draw", add_demo_args),
     "presets": ("list the named configurations", lambda p: None),
+    "info": ("what a model is: architecture, parameters, GFLOPs, heads, classes, training", add_info_args),
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one line (``error: <prog>: <problem> (see <prog> --help)``, exit code 2), like
+    every other failure; ``--help`` is unchanged."""
+
+    def error(self, message: str) -> NoReturn:
+        from .data.io import printable
+
+        self.exit(2, f"error: {self.prog}: {printable(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="centernet", formatter_class=_Formatter,
         description=f"CenterNet detectors in pure PyTorch. Data may be {DATA_FORMATS} (images/ + labels/).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (text, add_args) in COMMAND_HELP.items():
-        add_args(sub.add_parser(name, help=text, description=text, formatter_class=_Formatter))
+        add_args(sub.add_parser(name, help=text, description=text, formatter_class=_Formatter))  # a _Parser too
     return parser
 
 
@@ -233,8 +257,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .app import runs
+    from .engine.outputs import check_output_file, claim_output_dir, is_metrics_json
 
     device = _device(args.device)
+    if args.json:  # checked before the work, so that a refusal loses nothing
+        check_output_file(args.json, is_metrics_json, "eval")
+    if args.results_dir:
+        claim_output_dir(args.results_dir, "eval", [args.data] + ([args.images] if args.images else []),
+                         flag="--results-dir")
     if args.checkpoint:
         loaded, data = runs.load_model(args.checkpoint, device), args.data
     elif args.oracle:
@@ -242,11 +272,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         raise SystemExit("error: give a model, or --oracle to score the ground truth")
     result = runs.evaluate(loaded, data, args.images, args.split, device, args.workers, args.flip, args.scales,
-                           args.keep_res, args.report, verbose=True, precision=args.precision)
+                           args.keep_res, args.report, verbose=args.verbose, precision=args.precision,
+                           normalize=args.normalize)
+    from .evaluation.scoring import metrics_table
+
     report = result.scorer.report() if result.scorer is not None else ""
-    if report:
-        print(report)
-    print(json.dumps({k: round(v, 4) for k, v in result.metrics.items()}))  # fractions, as analyze
+    print(report or metrics_table({"metrics": result.metrics}))  # fractions, as analyze and the epoch table
     if args.json:
         Path(args.json).write_text(json.dumps(result.metrics, indent=2))
     if args.report:
@@ -261,8 +292,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .app import runs
     from .engine.analyze import format_table
+    from .engine.outputs import check_output_file, is_rows_json
 
     device = _device(args.device)
+    if args.json:
+        check_output_file(args.json, is_rows_json, "analyze")
     loaded = runs.load_model(args.checkpoint, device)
     rows = runs.analyze(loaded, args.data, args.images, args.split, device, args.workers)
     print(format_table(rows, loaded.task.analysis_columns))
@@ -276,6 +310,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .app import runs
+    from .data.io import printable
+    from .engine.console import plural
 
     is_onnx = args.checkpoint.lower().endswith(".onnx")
     backend = args.backend if args.backend != "auto" else ("onnxruntime" if is_onnx else "pytorch")
@@ -295,21 +331,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
             name = names[label] if 0 <= label < len(names) else str(label)
             counts[name] = counts.get(name, 0) + 1
         detail = ", ".join(f"{n} {c}" for n, c in sorted(counts.items(), key=lambda kv: -kv[1]))
-        tqdm.write(f"{frame.name}: {len(kept)} detections >= {args.score:g}" + (f" ({detail})" if detail else ""))
+        line = f"{frame.name}: {plural(len(kept), 'detection')} >= {args.score:g}" + (f" ({detail})" if detail else "")
+        tqdm.write(printable(line))  # file and class names as the user's files hold them, escaped
 
     meta = None
     if args.calib:
         from .data.kitti import read_calib
 
         meta = {"calib": read_calib(args.calib)}
+    from .engine.outputs import claim_output_dir
     from .engine.rundir import numbered_dir
 
-    out = args.out if args.out else numbered_dir("predictions")
+    out = claim_output_dir(args.out or numbered_dir("predictions"), "predict", args.input)
     summary = predictor.run(args.input, out, args.score, args.heatmap, batch=max(1, args.batch),
                             workers=max(0, args.workers), on_image=None if args.quiet else report, meta=meta)
-    print(f"{summary['images']} images at {summary['images_per_s']:.1f} images/s ({backend}, batch {args.batch}); "
-          f"{summary['detections']} detections >= {args.score:g} in {summary['json']}")
+    print(f"{plural(summary['images'], 'image')} at {summary['images_per_s']:.1f} images/s ({backend}, batch "
+          f"{args.batch}); {plural(summary['detections'], 'detection')} >= {args.score:g} in {summary['json']}")
     return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    """--size W,H -> (w, h)."""
+    try:
+        w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(f"error: --size must be W,H, e.g. 512,384; got {text!r}") from None
+    return w, h
 
 
 def export_path(checkpoint: str, out: str | None) -> Path:
@@ -327,17 +374,16 @@ def export_path(checkpoint: str, out: str | None) -> Path:
 def cmd_export(args: argparse.Namespace) -> int:
     from .app import runs
 
-    size = None
-    if args.size:
-        try:
-            w, h = (int(v) for v in args.size.split(","))
-        except ValueError:
-            raise SystemExit(f"error: --size must be W,H, e.g. 512,384; got {args.size!r}") from None
-        size = (w, h)
+    size = _size(args.size) if args.size else None
     if args.int8 and not args.calibrate:
         raise SystemExit("error: --int8 needs --calibrate DATA (images the int8 ranges are measured on)")
-    path, custom = runs.export(runs.load_model(args.checkpoint, "cpu"), export_path(args.checkpoint, args.out), size,
-                               args.decode, args.opset, args.dynamic)
+    loaded = runs.load_model(args.checkpoint, "cpu")
+    if size is not None:
+        from .engine.rundir import check_input_size
+
+        check_input_size(loaded.cfg.model.arch, size, loaded.cfg.data.down_ratio, name="--size")
+    path, custom = runs.export(loaded, export_path(args.checkpoint, args.out), size,
+                               args.decode, args.opset, args.dynamic, args.dcn_op)
     print(f"wrote {path} (opset {args.opset}, {'detections' if args.decode else 'maps'}, "
           f"{'dynamic' if args.dynamic else 'fixed'} size)" + (f"; non-standard ops: {custom}" if custom else ""))
     if args.int8:
@@ -377,6 +423,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_info(args: argparse.Namespace) -> int:
+    from .app.info import describe, format_info
+
+    print(format_info(describe(args.model, _size(args.size) if args.size else None)))
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from .presets import PRESETS
 
@@ -390,7 +443,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "analyze": cmd_analyze, "predict": cmd_predict,
-            "export": cmd_export, "split": cmd_split, "demo": cmd_demo, "presets": cmd_presets}
+            "export": cmd_export, "split": cmd_split, "demo": cmd_demo, "presets": cmd_presets, "info": cmd_info}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -399,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     args = build_parser().parse_args(argv)
+    from .data.io import printable
     from .engine.errors import cli_warnings, is_user_error, user_message
 
     try:
@@ -410,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # raise SystemExit("error: ...") in a command: a user error too (exit code 2)
         if not isinstance(exc.code, str):
             raise
-        print(exc.code, file=sys.stderr)
+        print(printable(exc.code, keep_newlines=True), file=sys.stderr)
         return 2
     except Exception as err:  # user errors (engine/errors.py): DataError, checkpoint errors, a diverged run, ...
         if os.environ.get("CENTERNET_DEBUG") or not is_user_error(err):

@@ -9,6 +9,7 @@ Nothing here names a task.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +19,7 @@ from torch import nn
 from .builders import (class_names, eval_settings, load_checkpoint, model_from_config, official_model, open_source,
                        set_classes, task_from_config)
 from ..config import ExperimentConfig, override_training
+from ..data.io import DataError, printable
 from ..data.sample import DetectionSource
 from ..engine.checkpoint import CheckpointFileError
 from ..engine.errors import require
@@ -109,9 +111,10 @@ def train(cfg: ExperimentConfig, resume: Any = None, explicit_out: bool = False,
 
 
 def _train(cfg: ExperimentConfig, resume: Any, explicit_out: bool, exist_ok: bool, progress: bool) -> dict[str, Any]:
-    from ..data.verify import verify_source
+    """Open and check the data, resolve initial weights (before a run folder is claimed), claim and lock the
+    folder, fit."""
+    from ..data.verify import check_object_limit, verify_source
     from ..engine import distributed, rundir
-    from ..engine.trainer import Trainer, seed_everything
 
     rank0 = distributed.rank() == 0
     say = print if progress and rank0 else (lambda *args: None)
@@ -119,7 +122,20 @@ def _train(cfg: ExperimentConfig, resume: Any, explicit_out: bool, exist_ok: boo
     d = cfg.data
     train_source = open_source(d.train, d.train_images, cfg.task.name, d.train_split)
     val_source = open_source(d.val, d.val_images, cfg.task.name, d.val_split) if d.val else None
+    for name, spec, split, source in (("training", d.train, d.train_split, train_source),
+                                      ("validation", d.val, d.val_split, val_source)):
+        if source is not None and not source.samples:
+            raise DataError(f"no {name} images in {spec}" + (f" (split {split})" if split else ""))
+    if d.verify and rank0:  # before a run folder is claimed: bad data leaves nothing behind
+        verify_source(train_source, "training", progress=progress)
+        if val_source is not None:
+            verify_source(val_source, "validation", progress=progress)
     set_classes(cfg, train_source)
+    if val_source is not None:  # validated with the training data's classes, matched by name
+        val_source = match_classes(val_source, cfg, d.val)
+    if rank0:  # objects past data.max_objects in a sample would be trained as background without a word
+        task = task_from_config(cfg)
+        check_object_limit(train_source, task.max_objects, task.objects_beyond_limit)
     backbone = weights = None
     if resume is None:  # resolved before a run folder is claimed: an offline machine leaves nothing behind
         if cfg.model.weights:
@@ -129,12 +145,25 @@ def _train(cfg: ExperimentConfig, resume: Any, explicit_out: bool, exist_ok: boo
         cfg.train.out_dir = str(rundir.claim_run_dir(cfg.train.out_dir, explicit_out, exist_ok).resolve())
     else:
         changes = rundir.check_resume(cfg, resume)
-        say(f"resuming {resume.path} at epoch {resume.payload['epoch']}"
-            + (f"; {', '.join(changes)}" if changes else ""))
-    if d.verify and rank0:
-        verify_source(train_source, "training", progress=progress)
-        if val_source is not None:
-            verify_source(val_source, "validation", progress=progress)
+        where = ""
+        if resume.branch:  # not the run's own last.pth: continuing in its folder would rewind last.pth and the log
+            named = Path(cfg.train.out_dir).resolve() != Path(resume.saved.train.out_dir).resolve()
+            cfg.train.out_dir = str(rundir.claim_run_dir(cfg.train.out_dir, named, exist_ok).resolve())
+            where = f" in a new run folder {cfg.train.out_dir} (only a run's own {rundir.LAST} continues in its folder)"
+        say(printable(f"resuming {resume.path} at epoch {resume.payload['epoch']}{where}"
+                      + (f"; {', '.join(changes)}" if changes else "")))
+    lock = rundir.lock_run_dir(cfg.train.out_dir)
+    try:
+        return _fit(cfg, resume, train_source, val_source, backbone, weights, progress, say)
+    finally:
+        lock.release()
+
+
+def _fit(cfg: ExperimentConfig, resume: Any, train_source: DetectionSource, val_source: DetectionSource | None,
+         backbone: Any, weights: Any, progress: bool, say: Any) -> dict[str, Any]:
+    """Build the task and model (initial weights or the checkpoint's), and train."""
+    from ..engine.trainer import Trainer, seed_everything
+
     seed_everything(cfg.train.seed)  # the initial weights depend on it
     task = task_from_config(cfg)
     model = model_from_config(cfg, task)
@@ -153,9 +182,63 @@ def _source(data: str | DetectionSource, images: str | None, split: str | None, 
     return data if isinstance(data, DetectionSource) else open_source(str(data), images, task_name, split)
 
 
-def check_classes(source: DetectionSource, task: Task, data: Any) -> None:
-    if len(source.class_names) != task.num_classes:
-        raise ValueError(f"{data} has {len(source.class_names)} classes, the model predicts {task.num_classes}")
+#: class names shown per list in a refusal (the rest are counted)
+SHOWN_NAMES = 10
+
+
+def match_classes(source: DetectionSource, cfg: ExperimentConfig, data: Any = None) -> DetectionSource:
+    """``source`` (called ``data`` in messages) as the model of configuration ``cfg`` sees it: models and data
+    meet by class name.
+
+    The same names in the same order: ``source`` itself (results carry the data's category ids, whatever they
+    are). The same names in another order: a :class:`~centernet.data.sample.Relabeled` view in the model's
+    order, with one warning. Other names: a ValueError showing both lists. A model without class names
+    (older checkpoints) or data whose classes are unnamed (YOLO without ``classes.txt``: "0", "1", ...) are
+    checked by their count only."""
+    from ..data.sample import Relabeled
+
+    name = _data_name(data, source)
+    model_names, data_names, count = list(cfg.task.class_names), list(source.class_names), cfg.task.num_classes
+    if not (_named(model_names) and _named(data_names)) or len(model_names) != count:
+        if len(data_names) != count:
+            raise ValueError(f"{name} has {len(data_names)} classes, the model predicts {count}")
+        return source
+    if model_names == data_names:
+        return source
+    unique = len(set(model_names)) == len(model_names) and len(set(data_names)) == len(data_names)
+    if sorted(model_names) == sorted(data_names) and unique:
+        warnings.warn(f"{name} has the model's {count} classes in another order (the data's: {_names(data_names)}; "
+                      f"the model's: {_names(model_names)}); results are matched to the data's classes by name",
+                      stacklevel=3)
+        return Relabeled(source, model_names)
+    head = (f"{name} has {len(data_names)} classes, the model predicts {count}" if len(data_names) != count
+            else f"{name} has other class names than the model")
+    if not unique:
+        head += " (a class name repeats, so classes cannot be matched by name)"
+    only_model = [n for n in model_names if n not in data_names]
+    only_data = [n for n in data_names if n not in model_names]
+    differ = (f"; only the model's: {_names(only_model)}, only the data's: {_names(only_data)}"
+              if only_model or only_data else "")
+    raise ValueError(f"{head}: the model's classes {_names(model_names)}, the data's {_names(data_names)}{differ}")
+
+
+def _data_name(data: Any, source: DetectionSource) -> str:
+    """What messages call a data set: the path it was given by, else its annotation file or image folder."""
+    if isinstance(data, (str, os.PathLike)):
+        return os.fspath(data)
+    return str(getattr(source, "ann_file", None) or getattr(source, "image_dir", None) or type(source).__name__)
+
+
+def _named(names: Sequence[str]) -> bool:
+    """Whether ``names`` are names: not empty and not the placeholders "0", "1", ... of unnamed classes."""
+    return bool(names) and list(names) != [str(i) for i in range(len(names))]
+
+
+def _names(names: Sequence[str]) -> str:
+    """A list of class names on one line (each quoted and escaped), the first :data:`SHOWN_NAMES` and a count."""
+    shown = ", ".join(repr(str(n)) for n in names[:SHOWN_NAMES])
+    more = f", ... {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else ""
+    return f"[{shown}{more}]"
 
 
 def oracle(data: str, images: str | None = None, split: str | None = None, task: str | None = None):
@@ -181,17 +264,16 @@ def _test_options(flip: bool | None, **options: Any) -> dict[str, Any]:
 def evaluate(loaded: Loaded, data: str | DetectionSource, images: str | None = None, split: str | None = None,
              device: str = "cpu", workers: int = 0, flip: bool | None = None, scales: Sequence[float] = (1.0,),
              keep_res: bool = False, report: str | Path | None = None, verbose: bool = False,
-             progress: bool = True, precision: str = "fp32") -> EvalResult:
+             progress: bool = True, precision: str = "fp32", normalize: bool = False) -> EvalResult:
     """Metrics of ``loaded`` on ``data`` (a path or an opened data set); ``flip`` None: the configuration's
-    ``data.test_flip``; ``report``: a folder for the PR curves, AP table, confusion matrix and mosaic of this
-    evaluation."""
+    ``data.test_flip``; ``report``: a folder for the PR curves, AP table, confusion matrix (counts, or
+    ``normalize``-d per true class) and mosaic of this evaluation."""
     from ..data.verify import verify_source
     from ..engine.evaluator import evaluate as run_evaluation
     from ..engine.reports import evaluation_reports
 
     cfg, task = loaded.cfg, loaded.task
-    source = _source(data, images, split, cfg.task.name)
-    check_classes(source, task, data)
+    source = match_classes(_source(data, images, split, cfg.task.name), cfg, data)
     if cfg.data.verify:
         verify_source(source, "evaluation", progress=progress)  # a wrong image size would lower every metric
     settings = eval_settings(cfg, **_test_options(flip, num_workers=workers, scales=tuple(scales),
@@ -202,7 +284,7 @@ def evaluate(loaded: Loaded, data: str | DetectionSource, images: str | None = N
         settings.input_size = tuple(cfg.data.input_size)
     result = run_evaluation(loaded.net, task, source, settings, device, progress=progress, verbose=verbose)
     if report is not None:
-        evaluation_reports(report, result, source, class_names(cfg))
+        evaluation_reports(report, result, source, class_names(cfg), normalize=normalize)
     return result
 
 
@@ -216,8 +298,7 @@ def analyze(loaded: Loaded, data: str | DetectionSource, images: str | None = No
         raise ValueError(f"{loaded.source}: the error analysis needs a PyTorch model (a checkpoint), not an "
                          ".onnx file")
     cfg, task = loaded.cfg, loaded.task
-    source = _source(data, images, split, cfg.task.name)
-    check_classes(source, task, data)
+    source = match_classes(_source(data, images, split, cfg.task.name), cfg, data)
     if cfg.data.verify:
         verify_source(source, "evaluation", progress=progress)
     settings = eval_settings(cfg, num_workers=workers)
@@ -240,9 +321,11 @@ def predictor(loaded: Loaded, device: str = "cpu", flip: bool | None = None, sca
 
 
 def export(loaded: Loaded, out: str | Path = "model.onnx", input_size: tuple[int, int] | None = None,
-           decode: bool = False, opset: int = 17, dynamic: bool = False) -> tuple[Path, list[str]]:
-    """Export ``loaded`` to ONNX (see :func:`centernet.export.onnx.export_onnx`); returns the file and the
-    non-standard ops it uses (none expected)."""
+           decode: bool = False, opset: int = 17, dynamic: bool = False,
+           dcn_op: str | None = None) -> tuple[Path, list[str]]:
+    """Export ``loaded`` to ONNX (see :func:`centernet.export.onnx.export_onnx`; ``dcn_op`` "deformconv" or
+    "gather", None: DeformConv where the installed onnxruntime runs it); returns the file and the non-standard
+    ops it uses (none expected)."""
     require("onnx", "onnx", "ONNX export")
     if loaded.model is None:
         raise ValueError(f"{loaded.source}: export needs a PyTorch model (a checkpoint or a model-zoo name)")
@@ -251,7 +334,7 @@ def export(loaded: Loaded, out: str | Path = "model.onnx", input_size: tuple[int
     device = next(loaded.model.parameters()).device
     try:
         path = export_onnx(loaded.model.cpu(), loaded.task, loaded.cfg, out, input_size=input_size, decode=decode,
-                           opset=opset, dynamic=dynamic)
+                           opset=opset, dynamic=dynamic, dcn_op=dcn_op)
     finally:
         loaded.model.to(device)
     custom = sorted(f"{d}::{o}" for d, o in op_types(path) if d not in ("", "ai.onnx"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class CocoDetection(DetectionSource):
     category id and ``class_names[label]`` its name. ``image_id`` is the COCO image id. Boxes become
     xyxy; ``iscrowd`` annotations are kept with ``ignore=True``. Boxes exceeding the image are clipped;
     boxes with non-positive size or entirely outside the image are skipped; one warning sums both up.
+    Image, annotation and category ids must be unique (a repeated one is a :class:`DataError`).
     With ``keypoints=True`` each sample gets ``keypoints`` [N, J, 3] float32 (J from the category's
     keypoint names, 17 for COCO persons), and ``keypoint_names``/``skeleton`` are kept
     (``skeleton`` 1-based as in the file).
@@ -65,9 +67,8 @@ class CocoDetection(DetectionSource):
         for cat in categories:
             if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
                 raise DataError(f"{self.ann_file}: malformed category entry {cat!r} (needs an integer 'id')")
-            if cat["id"] in names:
-                raise DataError(f"{self.ann_file}: duplicate category id {cat['id']}")
             names[cat["id"]] = str(cat.get("name", cat["id"]))
+        self._check_unique("category", [cat["id"] for cat in categories])
         self.cat_ids: list[int] = sorted(names)
         self.class_names: list[str] = [names[i] for i in self.cat_ids]
         self.cat_to_label: dict[int, int] = {cat_id: label for label, cat_id in enumerate(self.cat_ids)}
@@ -90,13 +91,13 @@ class CocoDetection(DetectionSource):
             width, height = entry.get("width"), entry.get("height")
             if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
                 raise DataError(f"{self.ann_file}: image id {image_id} ({entry['file_name']}) has no valid 'width'/'height'")
-            if image_id in images:
-                raise DataError(f"{self.ann_file}: duplicate image id {image_id}")
             images[image_id] = entry
+        self._check_unique("image", [entry["id"] for entry in entries])
         return images
 
     def _load_annotations(self, entries: list[Any], images: dict[int, dict[str, Any]]) -> dict[int, list[tuple]]:
         """Validate annotations and group the cleaned ones per image as (box, label, ignore, keypoints)."""
+        self._check_unique("annotation", [ann.get("id") for ann in entries if isinstance(ann, dict)])
         per_image: dict[int, list[tuple]] = {image_id: [] for image_id in images}
         cleaner = BoxCleaner(self.ann_file)
         num_joints = len(self.keypoint_names)
@@ -132,6 +133,18 @@ class CocoDetection(DetectionSource):
         cleaner.report()
         return per_image
 
+    def _check_unique(self, kind: str, ids: list[Any]) -> None:
+        """A :class:`DataError` naming the file, the first repeated id and how often it occurs (and how many
+        other ids repeat) when ``ids`` are not unique; absent (None) or unhashable ids are left to the entry
+        checks."""
+        counts = Counter(i for i in ids if isinstance(i, (int, str)))
+        repeated = [(i, n) for i, n in counts.items() if n > 1]
+        if repeated:
+            first, n = repeated[0]
+            others = f" ({len(repeated) - 1} other {kind} ids repeat too)" if len(repeated) > 1 else ""
+            raise DataError(f"{self.ann_file}: {kind} id {first!r} occurs {n} times ({n - 1} duplicates){others}; "
+                            f"{kind} ids must be unique")
+
     def _make_sample(self, info: dict[str, Any], objects: list[tuple]) -> Sample:
         keypoints = None
         if self.keypoints:
@@ -154,8 +167,16 @@ class CocoDetection(DetectionSource):
         check_images(self.samples, decode=decode, where=f" in {self.image_dir} (annotations {self.ann_file})")
 
     def to_coco_dict(self) -> dict[str, Any]:
-        """The original annotation file's content (the evaluator can also just use ``ann_file``)."""
-        return load_coco_json(self.ann_file)
+        """The original annotation file's content (the evaluator can also just use ``ann_file``); annotations
+        without an ``id`` (some tools write none; pycocotools indexes by it) are numbered after the largest."""
+        data = load_coco_json(self.ann_file)
+        anns = [ann for ann in data["annotations"] if isinstance(ann, dict)]
+        unnumbered = [ann for ann in anns if ann.get("id") is None]
+        if unnumbered:
+            start = max((ann["id"] for ann in anns if isinstance(ann.get("id"), int)), default=0) + 1
+            for k, ann in enumerate(unnumbered):
+                ann["id"] = start + k
+        return data
 
 
 def is_coco_json(path: Path) -> bool:

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .io import DataError, read_image
+from .io import DataError, printable, read_image
 from .sample import DetectionSource, Sample, category_ids
 
 # A box may stick out of its image by this much (pixels) before it counts as clipped.
@@ -81,7 +81,7 @@ def check_images(samples: Sequence[Sample], decode: bool = False, where: str = "
 
 
 def _listing(head: str, items: Sequence[Any], limit: int = 10) -> str:
-    lines = [f"  {item}" for item in items[:limit]]
+    lines = [f"  {printable(item)}" for item in items[:limit]]  # one line each, whatever a file name holds
     if len(items) > limit:
         lines.append(f"  ... and {len(items) - limit} more")
     return head + ":\n" + "\n".join(lines)

@@ -15,6 +15,17 @@ PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND"
 TAIL_BYTES = 4096
 
 
+def printable(text: object, keep_newlines: bool = False) -> str:
+    """``str(text)`` safe to show on a terminal: every character that is not printable (escape sequences,
+    carriage returns, newlines, bidirectional overrides, undecodable bytes of a file name) as its Python escape,
+    e.g. ``\\x1b``, ``\\n``, ``\\u202e``. Names and strings read from users' files go through it before they are
+    printed. ``keep_newlines`` keeps the line breaks of a listing: a newline followed by the two-space indent of
+    its items (which are escaped where the listing is made), so no line can start as a forged ``error:``."""
+    text = str(text)
+    return "".join(c if c.isprintable() or (keep_newlines and c == "\n" and text.startswith("  ", i + 1))
+                   else c.encode("unicode_escape").decode() for i, c in enumerate(text))
+
+
 class DataError(ValueError):
     """A data set file that cannot be used as it is: the message names the file and the problem."""
 

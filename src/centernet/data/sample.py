@@ -1,6 +1,7 @@
 """One sample type for every data format and task."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,3 +79,31 @@ class Subset(DetectionSource):
         for name in ("cat_ids", "keypoint_names", "skeleton", "extra_scorers"):
             if hasattr(source, name):
                 setattr(self, name, getattr(source, name))
+
+
+class Relabeled(DetectionSource):
+    """``source`` with its labels in the order of ``class_names``: the same names as the source's, in another
+    order (a model's classes met by name). ``cat_ids[label]`` stays the data set's category id of that name,
+    so results carry the data set's ids; everything else (images, boxes, the ground-truth file, the image
+    check) is the source's own."""
+
+    def __init__(self, source: DetectionSource, class_names: list[str]) -> None:
+        names = list(source.class_names)
+        if sorted(names) != sorted(class_names) or len(set(names)) != len(names):
+            raise ValueError(f"cannot reorder the classes {names} as {list(class_names)}")
+        old_label = [names.index(name) for name in class_names]  # new label -> the source's label
+        new_label = np.empty(len(names), dtype=np.int64)
+        new_label[old_label] = np.arange(len(names))
+        source_ids = category_ids(source)
+        self.source = source
+        self.class_names = list(class_names)
+        self.cat_ids = [source_ids[label] for label in old_label]
+        self.samples = [dataclasses.replace(s, labels=new_label[s.labels]) for s in source.samples]
+        if hasattr(source, "extra_scorers"):
+            self.extra_scorers = source.extra_scorers
+
+    def __getattr__(self, name: str):
+        """The source's other attributes and methods (``to_coco_dict``, ``check_images``, ``keypoint_names``, ...)."""
+        if name.startswith("__") or name == "source":  # unpickling looks these up before ``source`` is set
+            raise AttributeError(name)
+        return getattr(self.source, name)

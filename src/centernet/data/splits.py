@@ -5,7 +5,8 @@ Where a split lives, by format:
 * PASCAL VOC: ``ImageSets/Main/<split>.txt`` (one file stem per line: the devkit's own files),
 * KITTI: ``ImageSets/<split>.txt`` (frame ids, read by :class:`~.kitti.KittiDetection`),
 * a COCO json ``X.json``: ``X.<split>.txt`` beside it; a YOLO folder: ``<folder>/<split>.txt``; both one
-  image file name per line (the images' paths relative to the image folder also work).
+  image per line, as its path relative to the image folder (``cam1/a.jpg``, so ``cam2/a.jpg`` is another
+  image); a bare file name, as older split files list, is read when no other image has that name.
 
 :func:`make_split` writes such files from one annotated folder or json: a random share of the images,
 drawn from a seeded generator, so the same call always gives the same split.
@@ -31,28 +32,59 @@ def list_file(spec: str | Path, split: str) -> Path:
     return spec.with_name(f"{spec.stem}.{split}.txt") if spec.is_file() else spec / f"{split}.txt"
 
 
+def image_key(source: DetectionSource, sample) -> str:
+    """What identifies the image of ``sample`` in a split file: its path relative to the data set's image
+    folder (``source.image_dir``), with ``/`` separators (``cam1/a.jpg``); the whole path when it lies elsewhere."""
+    path = Path(sample.path)
+    root = getattr(source, "image_dir", None)
+    if root is not None:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()
+
+
 def select_listed(source: DetectionSource, path: Path) -> DetectionSource:
-    """The samples of ``source`` whose image files are listed in ``path`` (a name or a relative path per
-    line), in the data set's order; a listed name the data set lacks is a :class:`DataError`."""
+    """The samples of ``source`` whose images are listed in ``path``, in the data set's order. Each line is an
+    image's path relative to the image folder (:func:`image_key`, what :func:`make_split` writes); a bare file
+    name (older split files) also selects its image when exactly one image has that name, and is a
+    :class:`DataError` naming them when several have (``cam1/a.jpg``, ``cam2/a.jpg``). A listed image the data
+    set lacks is a :class:`DataError`."""
     if not path.is_file():
         raise DataError(f"split file not found: {path} (make one with `centernet split`)")
-    listed = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    listed = [Path(line.strip()).as_posix() for line in path.read_text().splitlines() if line.strip()]
     if not listed:
         raise DataError(f"{path}: no image names")
-    wanted = {Path(name).name for name in listed}
-    indices = [i for i, s in enumerate(source.samples) if Path(s.path).name in wanted]
-    found = {Path(source.samples[i].path).name for i in indices}
-    missing = sorted(wanted - found)
+    by_key: dict[str, list[int]] = {}
+    for i, sample in enumerate(source.samples):
+        by_key.setdefault(image_key(source, sample), []).append(i)
+    by_name: dict[str, list[str]] = {}
+    for key in by_key:
+        by_name.setdefault(Path(key).name, []).append(key)
+    chosen: set[int] = set()
+    missing: list[str] = []
+    for entry in listed:
+        keys = [entry] if entry in by_key else by_name.get(entry, []) if "/" not in entry else []
+        if len(keys) > 1:
+            more = f" and {len(keys) - 2} more" if len(keys) > 2 else ""
+            raise DataError(f"{path}: {entry!r} matches {len(keys)} images, {keys[0]} and {keys[1]}{more}; list "
+                            "paths relative to the image folder (`centernet split --exist-ok` writes them)")
+        if not keys:
+            missing.append(entry)
+        for key in keys:
+            chosen.update(by_key[key])
     if missing:
         raise DataError(f"{path}: {len(missing)} listed images are not in the data set, e.g. {missing[:5]}")
-    return Subset(source, indices)
+    return Subset(source, sorted(chosen))
 
 
 def split_entries(source: DetectionSource) -> list[str]:
-    """What a split file lists for each sample: the stem for VOC and KITTI, else the image file name."""
+    """What a split file lists for each sample: the stem for VOC and KITTI (their own list files), else the
+    image's path relative to the image folder (:func:`image_key`)."""
     if isinstance(source, (VocDetection, KittiDetection)):
         return [Path(s.path).stem for s in source.samples]
-    return [Path(s.path).name for s in source.samples]
+    return [image_key(source, s) for s in source.samples]
 
 
 def split_target(spec: str | Path, source: DetectionSource, split: str) -> Path:
@@ -73,9 +105,12 @@ def make_split(spec: str | Path, source: DetectionSource, val_fraction: float = 
     ``exist_ok``."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"the validation fraction must be between 0 and 1, got {val_fraction}")
-    entries = split_entries(source)
+    entries = list(dict.fromkeys(split_entries(source)))  # samples of one image file stay on one side
     if len(entries) < 2:
         raise DataError(f"{spec}: {len(entries)} image(s); a split needs at least 2")
+    unlisted = [e for e in entries if e != Path(e.strip()).as_posix() or "\n" in e or "\r" in e]
+    if unlisted:
+        raise DataError(f"{spec}: {len(unlisted)} image paths cannot be listed one per line, e.g. {unlisted[0]!r}")
     n_val = min(max(1, round(len(entries) * val_fraction)), len(entries) - 1)
     picked = np.zeros(len(entries), bool)
     picked[np.random.default_rng(seed).permutation(len(entries))[:n_val]] = True

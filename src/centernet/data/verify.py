@@ -6,11 +6,12 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
-from .io import DataError, ImageTooLarge, read_image, truncated
+from .io import DataError, ImageTooLarge, printable, read_image, truncated
 from .sample import DetectionSource, Sample
 
 MAX_LISTED = 20  # problems named per message; the rest are counted
@@ -76,8 +77,23 @@ def verify_source(source: DetectionSource, name: str, progress: bool = True) -> 
     return report
 
 
+def check_object_limit(source: DetectionSource, limit: int, beyond: Callable[[Sample], int],
+                       name: str = "training") -> tuple[int, int]:
+    """Count the objects of ``source`` that get no target because a sample holds more than ``limit``
+    (``data.max_objects``): ``beyond(sample)`` says how many of one sample (the task's
+    ``objects_beyond_limit``). Warns once, counted, when there are any; returns (objects, images)."""
+    counts = [beyond(sample) for sample in source.samples]
+    objects, images = sum(counts), sum(1 for n in counts if n)
+    if objects:
+        fullest = max(int(np.count_nonzero(~s.ignore)) for s, n in zip(source.samples, counts) if n)
+        warnings.warn(f"{objects} objects in {images} {name} images beyond data.max_objects={limit} are not trained "
+                      f"(up to {fullest} objects in one image); raise data.max_objects", stacklevel=2)
+    return objects, images
+
+
 def _listing(head: str, items: list[str]) -> str:
     """One line for one problem; else a head line and one line per problem (up to :data:`MAX_LISTED`)."""
+    items = [printable(item) for item in items]  # each item one line, whatever its file name holds
     if len(items) == 1:
         return f"{head}: {items[0]}"
     lines = [head + ":"] + [f"  {item}" for item in items[:MAX_LISTED]]

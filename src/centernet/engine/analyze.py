@@ -54,14 +54,21 @@ def error_analysis(model: nn.Module, task: Task, source: DetectionSource, settin
     return out
 
 
+def substituted(row: AnalysisRow) -> str:
+    """What a row replaces: "nothing (the model as it is)" or the heads whose maps come from the ground truth."""
+    return "nothing (the model as it is)" if not row.oracle else "the " + ", ".join(sorted(row.oracle)) + " maps"
+
+
 def format_table(rows: list[AnalysisRow], columns: tuple[str, ...] = COLUMNS) -> str:
-    """A plain-text table: one line per row, AP columns as fractions in [0, 1] (the unit ``centernet eval``,
-    the epoch table and the json files use)."""
-    width = max([len("ground truth for")] + [len(r.name) for r in rows])
+    """A plain-text table: one line per row (its name, what it replaces by the ground truth), AP columns as
+    fractions in [0, 1] (the unit ``centernet eval``, the epoch table and the json files use)."""
+    head, what = "ground truth for", "replaces"
+    width = max([len(head)] + [len(r.name) for r in rows])
+    middle = max([len(what)] + [len(substituted(r)) for r in rows])
     sizes = [max(6, len(c)) for c in columns]
-    lines = [f"{'ground truth for':<{width}}  " + "  ".join(f"{c:>{n}}" for c, n in zip(columns, sizes))]
+    lines = [f"{head:<{width}}  {what:<{middle}}  " + "  ".join(f"{c:>{n}}" for c, n in zip(columns, sizes))]
     lines.append("-" * len(lines[0]))
     for r in rows:
-        lines.append(f"{r.name:<{width}}  " + "  ".join(f"{r.metrics.get(c, 0.0):{n}.3f}"
-                                                         for c, n in zip(columns, sizes)))
+        lines.append(f"{r.name:<{width}}  {substituted(r):<{middle}}  " + "  ".join(
+            f"{r.metrics.get(c, 0.0):{n}.3f}" for c, n in zip(columns, sizes)))
     return "\n".join(lines)

@@ -64,7 +64,9 @@ def plain(value: Any, where: str = "checkpoint") -> Any:
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Write ``path`` through ``write(file)`` so that it is either the old or the complete new file, even
-    after a crash or power loss: a temp file in the same folder, fsync, rename over ``path``, fsync folder."""
+    after a crash or power loss: a temp file in the same folder, fsync, rename over ``path``, fsync folder.
+    A failed write (a full disk: an OSError, or torch.save's RuntimeError) is one OSError naming the file and
+    saying what was kept."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -74,6 +76,11 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        tmp.unlink(missing_ok=True)
+        reason = (getattr(err, "strerror", None) or str(err).strip().splitlines()[-1] or type(err).__name__)
+        kept = f"the earlier {path.name} is unchanged" if path.exists() else "nothing was written there"
+        raise OSError(f"could not write {path} ({reason}; is the disk full?): {kept}") from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.io import printable
+
 VAL_PREFIX = "val_"  # log keys of validation metrics (val_AP, val_loss, ...)
 LABEL_WIDTH = 7  # "device " column of the start-up summary
 PROGRESS_LINES_PER_EPOCH = 10  # default progress lines per epoch without a terminal
@@ -50,10 +52,11 @@ def data_summary(source: Any) -> str:
     samples = getattr(source, "samples", source)
     objects = sum(len(s.labels) - (np.count_nonzero(s.ignore) if s.ignore is not None else 0) for s in samples)
     classes = len(getattr(source, "class_names", ()))
-    return f"{_plural(len(samples), 'image')}, {_plural(objects, 'object')}, {_plural(classes, 'class')}"
+    return f"{plural(len(samples), 'image')}, {plural(objects, 'object')}, {plural(classes, 'class')}"
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
+    """"1 image", "2 images", "3 classes"."""
     return f"{n} {word}" + ("" if n == 1 else "es" if word.endswith("s") else "s")
 
 
@@ -76,10 +79,10 @@ def startup_summary(model: nn.Module, input_size: tuple[int, int], device: str |
     if device.type == "cuda" and torch.cuda.is_available():
         where += f" ({torch.cuda.get_device_name(device)})"
     threads = threads if threads is not None else torch.get_num_threads()
-    lines.append(("device", f"{where}, {_plural(threads, 'CPU thread')}"))
+    lines.append(("device", f"{where}, {plural(threads, 'CPU thread')}"))
     if out_dir is not None:
         lines.append(("run", str(Path(out_dir).resolve())))
-    return "\n".join(f"{label:<{LABEL_WIDTH}} {text}" for label, text in lines)
+    return "\n".join(f"{label:<{LABEL_WIDTH}} {printable(text)}" for label, text in lines)
 
 
 # ------------------------------------------------------------------------------------------ per epoch

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..data.io import printable
 from ..weights.download import DownloadError
 
 #: the last "package.module.SomeError: message" line of a traceback
@@ -50,21 +51,22 @@ def is_user_error(err: BaseException) -> bool:
 
 
 def user_message(err: BaseException) -> str:
-    """The message of ``err``; for an error re-raised from a DataLoader worker, the original message
-    (the worker's traceback dropped), so ``--workers 2`` reads like ``--workers 0``."""
+    """The message of ``err``, escaped for the terminal (line breaks kept: the multi-line messages escape what
+    they list); for an error re-raised from a DataLoader worker, the original message (the worker's traceback
+    dropped), so ``--workers 2`` reads like ``--workers 0``."""
     text = err.args[0] if isinstance(err, KeyError) and err.args and isinstance(err.args[0], str) else str(err)
     if _WORKER_MARK in text:
         raised = list(_RAISED_LINE.finditer(text))
         if raised:
             text = text[raised[-1].end():]
-    return text.strip() or type(err).__name__
+    return printable(text.strip(), keep_newlines=True) or type(err).__name__
 
 
 @contextmanager
 def cli_warnings() -> Iterator[None]:
     """Show warnings as ``warning: <message>`` lines (no source file and line) while the block runs."""
     original = warnings.formatwarning
-    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {printable(message, True)}\n"
     try:
         yield
     finally:

@@ -51,6 +51,7 @@ class EvalSettings:
             if not hasattr(settings, key):
                 raise AttributeError(f"EvalSettings has no field {key!r}")
             setattr(settings, key, value)
+        settings.scales = check_scales(settings.scales)
         return settings
 
 
@@ -67,8 +68,22 @@ def parse_scales(text: str | None) -> tuple[float, ...]:
         scales = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise ValueError(f"scales must be comma-separated numbers, got {text!r}") from None
-    if not scales or any(s <= 0 for s in scales):
-        raise ValueError(f"scales must be positive, got {text!r}")
+    return check_scales(scales, text)
+
+
+#: the largest test scale (the original tests up to 1.5; 4x already makes a 512 input 2048 pixels wide)
+MAX_TEST_SCALE = 4.0
+
+
+def check_scales(scales: Any, given: Any = None) -> tuple[float, ...]:
+    """``scales`` as a tuple of floats in (0, :data:`MAX_TEST_SCALE`]; a ValueError naming ``given`` else."""
+    shown = repr(given if given is not None else scales)
+    try:
+        scales = tuple(float(s) for s in scales)
+    except (TypeError, ValueError):
+        raise ValueError(f"scales must be numbers, got {shown}") from None
+    if not scales or not all(0 < s <= MAX_TEST_SCALE for s in scales):  # also refuses nan
+        raise ValueError(f"scales must be numbers in (0, {MAX_TEST_SCALE:g}], got {shown}")
     return scales
 
 

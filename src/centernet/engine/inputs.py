@@ -145,6 +145,8 @@ class PreparedImages(Dataset):
     def __init__(self, files: Sequence[Path], prepare: TestPreparer, first_id: int = 0) -> None:
         self.files, self.prepare, self.first_id = list(files), prepare, first_id
         self.stems = unique_stems(self.files)
+        counts = Counter(p.name for p in self.files)  # a name two inputs share is shown with its path
+        self.names = [p.name if counts[p.name] == 1 else str(p) for p in self.files]
 
     def __len__(self) -> int:
         return len(self.files)
@@ -154,8 +156,8 @@ class PreparedImages(Dataset):
         try:
             image = read_image(path)
         except DataError as err:
-            return Frame(path.name, None, str(err), self.stems[i], self.first_id + i), None
-        return Frame(path.name, image, None, self.stems[i], self.first_id + i), self.prepare(image, self.first_id + i)
+            return Frame(self.names[i], None, str(err), self.stems[i], self.first_id + i), None
+        return Frame(self.names[i], image, None, self.stems[i], self.first_id + i), self.prepare(image, self.first_id + i)
 
 
 def collate_prepared(items: list[tuple[Frame, list[dict[str, np.ndarray]] | None]]

@@ -38,8 +38,10 @@ PR_CURVES_PNG, AP_TABLE_TXT = "pr_curves.png", "per_class_ap.txt"
 CONFUSION_PNG, MOSAIC_JPG = "confusion_matrix.png", "val_mosaic.jpg"
 PLOT_INTERVAL_S = 30.0  # results.png is redrawn at most this often (a plot costs ~1 s), and at the end
 MOSAIC_IMAGES = 4  # validation images in the mosaic
-MOSAIC_SCORE = 0.3  # predictions drawn in the mosaic
-CONFUSION_SCORE = 0.25  # detections counted in the confusion matrix
+MOSAIC_COLUMNS = 2  # (ground truth, predictions) pairs per mosaic row
+REPORT_SCORE = 0.3  # detections drawn in the mosaic and counted in the confusion matrix
+CONFUSION_IOU = 0.5  # a detection and an object match in the confusion matrix from this IoU on
+CONFIDENCE_STEPS = 101  # thresholds 0, 0.01, ..., 1 of the precision / recall / F1 panel
 
 
 # ------------------------------------------------------------------------------------------ per epoch
@@ -135,7 +137,7 @@ def _nanmean(values: Sequence[float]) -> float:
 
 
 def confusion_matrix(detections: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], num_classes: int,
-                     iou: float = 0.5, score: float = 0.25) -> np.ndarray:
+                     iou: float = CONFUSION_IOU, score: float = REPORT_SCORE) -> np.ndarray:
     """Counts [C+1, C+1]: rows the predicted class, columns the true class, index C the background.
 
     Per image, detections with score >= ``score`` are matched to ground truth regardless of class,
@@ -179,10 +181,13 @@ def write_epoch_reports(history: Sequence[Mapping[str, Any]], out_dir: PathLike,
 
 
 def write_evaluation_reports(out_dir: PathLike, per_class: Any, matrix: np.ndarray | None = None,
-                             class_names: Sequence[str] | None = None) -> list[Path]:
-    """pr_curves.png and per_class_ap.txt from a per-class result (``names``, ``ap``, ``ap50``, ``num_gt``,
-    ``curves()``: :class:`centernet.evaluation.coco.PerClassPR`), and confusion_matrix.png when
-    ``matrix`` is given (its class names default to ``per_class.names``)."""
+                             class_names: Sequence[str] | None = None, normalize: bool = False,
+                             score: float = REPORT_SCORE) -> list[Path]:
+    """pr_curves.png (beside the curves: precision, recall and F1 against the confidence threshold) and
+    per_class_ap.txt from a per-class result (``names``, ``ap``, ``ap50``, ``num_gt``, ``curves()``,
+    ``confidence_curves()``: :class:`centernet.evaluation.coco.PerClassPR`), and confusion_matrix.png (counts,
+    or ``normalize``-d; counted at ``score``) when ``matrix`` is given (its class names default to
+    ``per_class.names``)."""
     out = Path(out_dir)
     present = {n for n, g in zip(per_class.names, per_class.num_gt) if g > 0}
     table = per_class_ap_table({n: float(a) for n, a in zip(per_class.names, per_class.ap) if n in present},
@@ -190,10 +195,15 @@ def write_evaluation_reports(out_dir: PathLike, per_class: Any, matrix: np.ndarr
                                {n: int(g) for n, g in zip(per_class.names, per_class.num_gt)})
     out.mkdir(parents=True, exist_ok=True)
     (out / AP_TABLE_TXT).write_text(table + "\n")
-    written = [plot_pr_curves(per_class.curves(), out / PR_CURVES_PNG), out / AP_TABLE_TXT]
+    confidence = None
+    if hasattr(per_class, "confidence_curves") and present:
+        thresholds = np.linspace(0.0, 1.0, CONFIDENCE_STEPS)
+        confidence = (thresholds, *(c.mean(axis=0) for c in per_class.confidence_curves(thresholds)))
+    written = [plot_pr_curves(per_class.curves(), out / PR_CURVES_PNG, confidence=confidence), out / AP_TABLE_TXT]
     if matrix is not None:
         names = list(class_names) if class_names is not None else list(per_class.names)
-        written.append(plot_confusion_matrix(matrix, names, out / CONFUSION_PNG))
+        written.append(plot_confusion_matrix(matrix, names, out / CONFUSION_PNG, normalize, score=score,
+                                             iou=CONFUSION_IOU))
     return written
 
 
@@ -254,9 +264,9 @@ def ground_truth_rows(source: DetectionSource, image_ids: Sequence[int]) -> dict
 
 def evaluation_reports(out_dir: str | Path, result: EvalResult, source: DetectionSource,
                        class_names: Sequence[str], mosaic_images: int = MOSAIC_IMAGES,
-                       score: float = MOSAIC_SCORE) -> list[Path]:
+                       score: float = REPORT_SCORE, normalize: bool = False) -> list[Path]:
     """pr_curves.png + per_class_ap.txt (when ``result.per_class``), confusion_matrix.png and val_mosaic.jpg
-    (when ``result.boxes``) in ``out_dir``; returns the files written."""
+    (when ``result.boxes``) in ``out_dir``, both at the same ``score`` threshold; returns the files written."""
     out = Path(out_dir)
     names = list(class_names)
     matrix = None
@@ -265,18 +275,30 @@ def evaluation_reports(out_dir: str | Path, result: EvalResult, source: Detectio
         truth = ground_truth_rows(source, list(result.boxes))
         ids = [i for i in result.boxes if i in truth]
         matrix = confusion_matrix([result.boxes[i] for i in ids], [truth[i] for i in ids], len(names),
-                                  score=CONFUSION_SCORE)
+                                  score=score)
     written: list[Path] = []
     if result.per_class is not None:
-        written += write_evaluation_reports(out, result.per_class, matrix, names)
+        written += write_evaluation_reports(out, result.per_class, matrix, names, normalize, score)
     elif matrix is not None:
-        written.append(plot_confusion_matrix(matrix, names, out / CONFUSION_PNG))
+        written.append(plot_confusion_matrix(matrix, names, out / CONFUSION_PNG, normalize, score=score,
+                                             iou=CONFUSION_IOU))
     if truth and mosaic_images:
-        picks = [s for s in source.samples if s.image_id in result.boxes][:mosaic_images]
+        picks = mosaic_picks([s for s in source.samples if s.image_id in result.boxes], truth, mosaic_images)
         images = [read_image(s.path) for s in picks]
         written.append(validation_mosaic(images, [result.boxes[s.image_id] for s in picks],
-                                         [truth[s.image_id] for s in picks], names, out / MOSAIC_JPG, score))
+                                         [truth[s.image_id] for s in picks], names, out / MOSAIC_JPG, score,
+                                         columns=MOSAIC_COLUMNS))
     return written
+
+
+def mosaic_picks(samples: Sequence[Any], truth: Mapping[int, np.ndarray], count: int,
+                 columns: int = MOSAIC_COLUMNS) -> list[Any]:
+    """Up to ``count`` samples for the mosaic, those with objects first, as many as fill whole rows of
+    ``columns`` pairs (a single image stands alone): no empty tile."""
+    ranked = sorted(samples, key=lambda s: len(truth.get(s.image_id, ())) == 0)  # stable: file order kept
+    picks = ranked[:count]
+    full = len(picks) - len(picks) % columns
+    return picks[:full] if full else picks
 
 
 class RunReports:

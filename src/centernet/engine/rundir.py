@@ -3,7 +3,10 @@
 * A new run goes to a fresh numbered folder (``runs/train``, ``runs/train2``, ...) unless the user names
   one (``--out``, ``--set train.out_dir=...`` or a ``--config`` file); a named folder that already holds a run
   is refused unless ``exist_ok`` (the new run then replaces it).
-* ``--resume PATH`` continues in PATH's own folder with the checkpoint's own configuration. Overrides that
+* A folder is locked (:data:`LOCK_FILE`) while a process trains in it: a second training there is refused.
+* ``--resume PATH`` continues in PATH's own folder with the checkpoint's own configuration when PATH is the
+  run's ``last.pth``; from any other checkpoint (``best.pth``, a copy) it continues in a new run folder, so
+  that the run's own ``last.pth`` and log are never rewound. Overrides that
   only steer the rest of the run apply (:data:`RESUMABLE`: epochs, learning rate schedule, validation,
   devices, data paths); any other change is refused with a message, never recorded while ignored.
 * ``config.json`` and ``log.jsonl`` are strict JSON (a non-finite number is written as ``null``), and
@@ -14,13 +17,16 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import ExperimentConfig, override
+from ..config import RANGES, ExperimentConfig, override
 from ..data.transforms import output_side
 from ..weights.read import read_checkpoint
 from . import distributed as dist_utils
@@ -41,6 +47,10 @@ PATH_FIELDS = (("data", "train"), ("data", "val"), ("data", "train_images"), ("d
 #: fields that may be a path or a name (``imagenet``, a weights name): made absolute only when the file exists
 FILE_OR_NAME_FIELDS = (("model", "pretrained"), ("model", "weights"))
 MAX_NUMBERED = 10_000  # runs/train .. runs/train9999
+#: the file that marks a run folder as in use by a training process
+LOCK_FILE = "train.lock"
+#: the checkpoint a run continues from in its own folder
+LAST = "last.pth"
 
 
 class RunFolderError(ValueError):
@@ -103,14 +113,83 @@ def numbered_dir(base: str | Path) -> Path:
     raise RunFolderError(f"no free folder {base}2 .. {base}{MAX_NUMBERED - 1}; pass --out")
 
 
+class RunLock:
+    """The lock of a run folder while a process trains in it: a file holding the process id, host and start
+    time, created atomically. A lock left by a process that no longer runs (on this host) is taken over."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M")})
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _lock_holder(self.path)
+                if holder is None:  # a stale lock: its process is gone
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise RunFolderError(f"{self.path.parent} is in use: a training (process {holder.get('pid')} on "
+                                     f"{holder.get('host')}, since {holder.get('since')}) writes there; wait for "
+                                     f"it to end or name another --out") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            self.held = True
+            return self
+        raise RunFolderError(f"{self.path.parent}: could not lock the run folder (another process keeps taking it)")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _lock_holder(path: Path) -> dict[str, Any] | None:
+    """What a lock file says about its process, or None when that process is gone (or the file is unreadable)."""
+    try:
+        holder = json.loads(path.read_text())
+        pid = int(holder["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if holder.get("host") == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # alive, another user's
+            pass
+    return holder
+
+
+def lock_run_dir(folder: str | Path) -> RunLock:
+    """Lock ``folder`` for this training (rank 0 takes the lock; under torchrun every process gets its
+    answer, so a refusal stops all of them). Release the returned lock when training ends."""
+    lock = RunLock(folder)
+    answer: list[Any] = [None]
+    if dist_utils.rank() == 0:
+        try:
+            lock.acquire()
+        except RunFolderError as err:
+            answer[0] = err
+    if dist_utils.is_distributed():
+        torch.distributed.broadcast_object_list(answer, src=0)
+    if isinstance(answer[0], BaseException):
+        raise answer[0]
+    return lock
+
+
 # ------------------------------------------------------------------------------------------ resuming
 @dataclass
 class Resume:
-    """A checkpoint to continue: its path, content and configuration (``out_dir`` = its own folder)."""
+    """A checkpoint to continue: its path, content and configuration (``out_dir`` = its own folder).
+    ``branch``: the checkpoint is not its run's ``last.pth``, so the run continues in a new folder."""
 
     path: Path
     payload: dict[str, Any]
     saved: ExperimentConfig
+    branch: bool = False
 
 
 def resume_config(checkpoint: str | Path, assignments: list[str],
@@ -124,10 +203,12 @@ def resume_config(checkpoint: str | Path, assignments: list[str],
     if missing:
         raise RunFolderError(f"{path} cannot be resumed: it holds weights only (no {', '.join(missing)})")
     saved = checkpoint_config(payload, path)
-    saved.train.out_dir = str(path.parent.resolve())
+    branch = path.name != LAST
+    # a branch goes to a new numbered folder beside the run's (runs/train_resumed, ...) unless --out names one
+    saved.train.out_dir = str(path.parent.resolve()) if not branch else str(path.parent.resolve()) + "_resumed"
     start = copy.deepcopy(base if base is not None else saved)
     start.train.out_dir = saved.train.out_dir
-    return override(start, assignments), Resume(path, payload, saved)
+    return override(start, assignments), Resume(path, payload, saved, branch)
 
 
 def check_resume(cfg: ExperimentConfig, resume: Resume) -> list[str]:
@@ -135,9 +216,10 @@ def check_resume(cfg: ExperimentConfig, resume: Resume) -> list[str]:
     applied ones as ``"field old -> new"``."""
     changed = _differences(resume.saved, cfg)
     out = changed.pop("train.out_dir", None)
-    if out is not None and Path(out[1]).resolve() != resume.path.parent.resolve():
+    if out is not None and not resume.branch and Path(out[1]).resolve() != resume.path.parent.resolve():
         raise RunFolderError(f"--resume continues in the checkpoint's own folder {resume.path.parent}; "
-                             f"--out {out[1]} is not used with it (copy the checkpoint there to branch a run)")
+                             f"--out {out[1]} is not used with it (to branch the run into another folder, resume from a copy "
+                             f"of the checkpoint under another name)")
     refused = sorted(set(changed) - RESUMABLE)
     if refused:
         shown = "; ".join(f"{k} {_short(changed[k][0])} -> {_short(changed[k][1])}" for k in refused)
@@ -187,8 +269,6 @@ def read_config_file(path: str | Path) -> ExperimentConfig:
 
 def validate_train_config(cfg: ExperimentConfig) -> None:
     """Refuse values a run cannot start with, naming the field (types are checked by the config itself)."""
-    from ..models import INPUT_MULTIPLE
-
     t, d = cfg.train, cfg.data
     rules = [
         ("train.batch_size", t.batch_size, t.batch_size >= 1, "at least 1"),
@@ -211,13 +291,21 @@ def validate_train_config(cfg: ExperimentConfig) -> None:
     from .distributed import resolve_device
 
     resolve_device(t.device)  # a device this machine lacks is refused before any work
-    # the strided layers round up, so what must divide evenly is the output map (511 -> 128, as CornerNet's)
-    multiple = INPUT_MULTIPLE.get(cfg.model.arch)
-    if multiple and any(v <= 0 or output_side(v, d.down_ratio) % max(1, multiple // d.down_ratio)
-                        for v in d.input_size):
-        raise ValueError(f"data.input_size {list(d.input_size)} must be positive and give output maps whose "
-                         f"sides are multiples of {multiple // d.down_ratio} for {cfg.model.arch} (e.g. "
-                         f"multiples of {multiple}, or one less)")
+    check_input_size(cfg.model.arch, d.input_size, d.down_ratio)
+
+
+def check_input_size(arch: str, size: Any, down_ratio: int, name: str = "data.input_size") -> None:
+    """Refuse an input size (w, h) that ``arch`` cannot take: the strided layers round up, so what must divide
+    evenly is the output map (511 -> 128, as CornerNet's)."""
+    from ..models import INPUT_MULTIPLE
+
+    high = RANGES[("data", "input_size")][1]
+    if len(size) != 2 or any(not 0 < v <= high for v in size):
+        raise ValueError(f"{name} {list(size)} must be two sides (w, h) between 1 and {high:g} pixels")
+    multiple = INPUT_MULTIPLE.get(arch)
+    if multiple and any(v <= 0 or output_side(v, down_ratio) % max(1, multiple // down_ratio) for v in size):
+        raise ValueError(f"{name} {list(size)} must be positive and give output maps whose sides are multiples "
+                         f"of {multiple // down_ratio} for {arch} (e.g. multiples of {multiple}, or one less)")
 
 
 # ------------------------------------------------------------------------------------------ files

@@ -76,7 +76,10 @@ class PerClassPR:
 
     ``precision50`` is at IoU 0.5, ``precision`` the mean over the IoU thresholds 0.5:0.95; both [K, R],
     NaN for a class without ground truth. ``ap`` / ``ap50`` [K] are their means over recall: averaged over
-    classes (NaN skipped) they give COCOeval's AP / AP50.
+    classes (NaN skipped) they give COCOeval's AP / AP50. ``confidence`` holds, per class, the scores of its
+    detections (sorted, descending) and whether each is a true positive at IoU 0.5 (as COCOeval matched it),
+    and the number of objects it may find: precision, recall and F1 against the confidence threshold
+    (:meth:`confidence_curves`) follow exactly.
     """
 
     names: list[str]
@@ -85,6 +88,7 @@ class PerClassPR:
     precision: np.ndarray  # [K, R]
     precision50: np.ndarray  # [K, R]
     num_gt: np.ndarray  # [K] non-crowd ground-truth objects
+    confidence: list[tuple[np.ndarray, np.ndarray, int]] | None = None  # per class: scores, true positive, objects
 
     @property
     def ap(self) -> np.ndarray:
@@ -99,6 +103,22 @@ class PerClassPR:
         table = self.precision50 if iou50 else self.precision
         return {n: (self.recall, p) for n, p, g in zip(self.names, table, self.num_gt) if g > 0}
 
+    def confidence_curves(self, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Precision, recall and F1 [K', G] at IoU 0.5 of the detections scoring at least each of ``thresholds``
+        [G], for the K' classes with ground truth (precision 0 where nothing is kept)."""
+        keep = [i for i, g in enumerate(self.num_gt) if g > 0]
+        shape = (len(keep), len(thresholds))
+        precision, recall = np.zeros(shape), np.zeros(shape)
+        for row, k in enumerate(keep):
+            scores, hit, objects = self.confidence[k] if self.confidence else (np.zeros(0), np.zeros(0, bool), 1)
+            kept = np.searchsorted(-scores, -np.asarray(thresholds), side="right")  # [G] detections >= threshold
+            tp = np.concatenate([[0], np.cumsum(hit)])[kept]
+            precision[row] = np.where(kept > 0, tp / np.maximum(kept, 1), 0.0)
+            recall[row] = tp / max(objects, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        return precision, recall, f1
+
     @classmethod
     def from_eval(cls, ev: COCOeval, gt: COCO) -> "PerClassPR":
         precision = np.asarray(ev.eval["precision"], dtype=np.float64)[:, :, :, 0, -1]  # [T, R, K]
@@ -109,7 +129,8 @@ class PerClassPR:
             mean_iou = np.nanmean(precision, axis=0)
         cat_ids = list(ev.params.catIds)
         return cls(names=_names(gt, cat_ids), cat_ids=cat_ids, recall=np.asarray(ev.params.recThrs),
-                   precision=mean_iou.T, precision50=precision[iou50].T, num_gt=_num_gt(gt, cat_ids))
+                   precision=mean_iou.T, precision50=precision[iou50].T, num_gt=_num_gt(gt, cat_ids),
+                   confidence=_matches(ev, iou50))
 
     @classmethod
     def empty(cls, gt: COCO) -> "PerClassPR":
@@ -123,6 +144,30 @@ class PerClassPR:
 
 
 RECALL_POINTS = 101  # COCOeval's recall thresholds 0:.01:1
+
+
+def _matches(ev: COCOeval, iou: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Per category of ``ev.params.catIds``: its detections' scores (descending), whether each matched an
+    object at IoU threshold index ``iou``, and its objects, as COCOeval's evaluateImg left them (area "all",
+    the largest maxDets; ignored detections and objects left out)."""
+    p = ev.params
+    per_cat: dict[int, tuple[list, list, int]] = {c: ([], [], 0) for c in p.catIds}
+    for e in ev.evalImgs:
+        if e is None or e["aRng"] != p.areaRng[0] or e["maxDet"] != p.maxDets[-1]:
+            continue
+        keep = ~np.asarray(e["dtIgnore"], dtype=bool).reshape(len(p.iouThrs), len(e["dtIds"]))[iou]
+        scores, hits, objects = per_cat[e["category_id"]]
+        scores.append(np.asarray(e["dtScores"], dtype=np.float64)[keep])
+        hits.append((np.asarray(e["dtMatches"]).reshape(len(p.iouThrs), len(e["dtIds"]))[iou] > 0)[keep])
+        per_cat[e["category_id"]] = (scores, hits, objects + int(np.count_nonzero(~np.asarray(e["gtIgnore"], bool))))
+    out = []
+    for c in p.catIds:
+        scores, hits, objects = per_cat[c]
+        s = np.concatenate(scores) if scores else np.zeros(0)
+        h = np.concatenate(hits) if hits else np.zeros(0, bool)
+        order = np.argsort(-s, kind="mergesort")  # COCOeval's own order
+        out.append((s[order], h[order], objects))
+    return out
 
 
 def _mean_or_nan(table: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ that decides the best checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..data.sample import DetectionSource
 from ..registry import Registry
@@ -58,6 +58,7 @@ class CocoScorer(Scorer):
     def __init__(self, source: DetectionSource, iou_types: Sequence[str] = ("bbox",)) -> None:
         super().__init__()
         self.source, self.iou_types = source, tuple(iou_types)
+        self.by_type: dict[str, dict[str, float]] = {}  # the last result, per iou type
 
     def result(self, verbose: bool = False) -> dict[str, float]:
         from .coco import coco_ground_truth, evaluate_coco_per_class
@@ -71,8 +72,13 @@ class CocoScorer(Scorer):
             scores, per_class = evaluate_coco_per_class(gt, typed, iou_type, verbose=verbose)
             if i == 0:
                 self.per_class = per_class  # the curves of the headline iou type
+            self.by_type[iou_type] = scores
             metrics.update(scores if i == 0 else {f"{iou_type}_{k}": v for k, v in scores.items()})
         return metrics
+
+    def report(self) -> str:
+        """pycocotools' figures as one table, a row per iou type (the first row's names are unprefixed)."""
+        return "COCO metrics (pycocotools):\n" + metrics_table(self.by_type) if self.by_type else ""
 
 
 class VocScorer(Scorer):
@@ -87,7 +93,11 @@ class VocScorer(Scorer):
     def result(self, verbose: bool = False) -> dict[str, float]:
         from .voc import voc_ap
 
-        return {"voc_AP50": voc_ap(self.source, self.results)["mAP"]}
+        self.ap50 = voc_ap(self.source, self.results)["mAP"]
+        return {"voc_AP50": self.ap50}
+
+    def report(self) -> str:
+        return f"VOC AP50 (all-point, 'difficult' objects ignored): {self.ap50:.3f}" if hasattr(self, "ap50") else ""
 
 
 class Scorers(Scorer):
@@ -122,6 +132,20 @@ class Scorers(Scorer):
 
     def write(self, folder: str | Path) -> list[Path]:
         return [path for scorer in self.scorers for path in scorer.write(folder)]
+
+
+def metrics_table(rows: Mapping[str, Mapping[str, float]]) -> str:
+    """Rows of metrics (fractions) as a plain table: a line per row label, a column per metric name (in the
+    order first seen), three decimals; "-" where a row lacks a metric or it is undefined (pycocotools' -1)."""
+    columns = list(dict.fromkeys(name for metrics in rows.values() for name in metrics))
+    label = max([5] + [len(r) for r in rows])
+    sizes = [max(5, len(c)) for c in columns]
+    lines = [" " * label + "".join(f"  {c:>{n}}" for c, n in zip(columns, sizes))]
+    for row, metrics in rows.items():
+        cells = [f"{metrics[c]:.3f}" if c in metrics and metrics[c] is not None and metrics[c] >= 0 else "-"
+                 for c in columns]
+        lines.append(f"{row:<{label}}" + "".join(f"  {v:>{n}}" for v, n in zip(cells, sizes)))
+    return "\n".join(lines)
 
 
 #: scorers a data set asks for by name (``DetectionSource.extra_scorers``), e.g. "voc"

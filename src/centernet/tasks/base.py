@@ -129,6 +129,12 @@ class Task:
         """Per-image metadata of ``sample`` for post-processing, results and drawing (``meta_keys``)."""
         return sample_meta(sample)
 
+    def objects_beyond_limit(self, sample: Sample) -> int:
+        """How many objects of ``sample`` get no training target because ``max_objects`` slots are full. Here
+        slot k belongs to the k-th annotation (crowd regions take theirs), so the trained objects past the
+        first ``max_objects`` annotations."""
+        return int(np.count_nonzero(~sample.ignore[self.max_objects:]))
+
     def flip_fields(self, sample: Sample) -> Sample:
         """Mirror task-specific fields of an already mirrored ``sample`` (boxes and keypoints are done)."""
         return sample

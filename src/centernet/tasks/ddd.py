@@ -94,6 +94,11 @@ class DddTask(Task):
         return encode_ddd(sample, out_w, out_h, self.num_classes, self.max_objects, self.center,
                           self.radius_variant, self.min_overlap)
 
+    def objects_beyond_limit(self, sample: Sample) -> int:
+        """Ignore rows take no slot here: the trained objects past the first ``max_objects`` of them (at most;
+        an object cropped away by the augmentation frees its slot)."""
+        return max(0, int(np.count_nonzero(~sample.ignore)) - self.max_objects)
+
     def loss(self, outputs: list[dict[str, Tensor]], batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         return self.stack_loss(outputs, batch, lambda output, targets: ddd_losses(output, targets, self.loss_norm))
 

@@ -120,11 +120,19 @@ def plot_panels(x: np.ndarray, panels: Sequence[Panel], path: PathLike, x_label:
 
 @_without_pyparsing_deprecations
 def plot_pr_curves(pr: Mapping[str, tuple[np.ndarray, np.ndarray]], path: PathLike,
-                   title: str = "precision-recall (IoU 0.5)") -> Path:
+                   title: str = "precision-recall (IoU 0.5)",
+                   confidence: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None) -> Path:
     """One curve per class ({name: (recall [R], precision [R])}, NaN-free) and their mean in bold, with
-    each class's AP (mean precision over the recall points) in the legend."""
+    each class's AP (mean precision over the recall points) in the legend. ``confidence`` (thresholds [G],
+    precision, recall, F1 [G], averaged over classes) adds a panel beside it: the three against the confidence
+    threshold, the best F1 marked."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(PANEL_INCHES * 2, PANEL_INCHES * 1.6))
+    if confidence is None:
+        fig, ax = plt.subplots(figsize=(PANEL_INCHES * 2, PANEL_INCHES * 1.6))
+    else:
+        fig, (ax, side) = plt.subplots(1, 2, figsize=(PANEL_INCHES * 3.6, PANEL_INCHES * 1.6),
+                                       gridspec_kw={"width_ratios": [1.25, 1]})
+        _confidence_panel(side, *confidence)
     curves = [(name, np.asarray(r), np.asarray(p)) for name, (r, p) in pr.items()]
     named = len(curves) <= MAX_LEGEND
     for name, recall, precision in curves:
@@ -135,18 +143,35 @@ def plot_pr_curves(pr: Mapping[str, tuple[np.ndarray, np.ndarray]], path: PathLi
         ax.plot(curves[0][1], mean, color="blue", linewidth=3, label=f"all classes (mAP) {np.mean(mean):.3f}")
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=title)
     ax.grid(alpha=0.3)
-    if curves:
+    if curves and confidence is None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    elif curves:  # the confidence panel sits on the right: the legend goes inside
+        ax.legend(fontsize=6, loc="lower left", ncol=1 + (len(curves) > MAX_LEGEND // 2) * named)
     return _save(fig, path)
+
+
+def _confidence_panel(ax: Any, thresholds: np.ndarray, precision: np.ndarray, recall: np.ndarray,
+                      f1: np.ndarray) -> None:
+    best = int(np.argmax(f1))
+    ax.plot(thresholds, precision, label="precision", color="tab:green")
+    ax.plot(thresholds, recall, label="recall", color="tab:orange")
+    ax.plot(thresholds, f1, label=f"F1 (best {f1[best]:.3f} at {thresholds[best]:.2f})", color="blue", linewidth=3)
+    ax.axvline(thresholds[best], color="blue", linestyle=":", linewidth=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="confidence threshold", ylabel="all classes (mean)",
+           title="precision, recall, F1 against confidence (IoU 0.5)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
 
 
 # ------------------------------------------------------------------------------------------ confusion matrix
 @_without_pyparsing_deprecations
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: PathLike,
-                          normalize: bool = True, hide_empty: bool = True) -> Path:
-    """A confusion matrix [C+1, C+1] (rows predicted, columns true, index C the background) as a picture,
-    each true-class column normalised to sum 1 (the background column: to its own total) when
-    ``normalize``; ``hide_empty`` leaves out classes that were neither present nor predicted."""
+                          normalize: bool = False, hide_empty: bool = True, score: float | None = None,
+                          iou: float | None = None) -> Path:
+    """A confusion matrix [C+1, C+1] (rows predicted, columns true, index C the background) as a picture of
+    counts, or with each true-class column normalised to sum 1 (the background column: to its own total) when
+    ``normalize``; ``hide_empty`` leaves out classes that were neither present nor predicted; the title names
+    the ``score`` and ``iou`` thresholds the matrix was counted at."""
     plt = _pyplot()
     values = matrix.astype(np.float64)
     if normalize:
@@ -165,7 +190,9 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     font = 8 if len(names) <= MAX_ANNOTATED else 5
     ax.set_xticks(ticks, names, rotation=90, fontsize=font)
     ax.set_yticks(ticks, names, fontsize=font)
-    ax.set(xlabel="true", ylabel="predicted", title="confusion matrix" + (" (normalised)" if normalize else ""))
+    rules = [f"score >= {score:g}"] * (score is not None) + [f"IoU >= {iou:g}"] * (iou is not None)
+    title = "confusion matrix, " + ("normalised per true class" if normalize else "counts")
+    ax.set(xlabel="true", ylabel="predicted", title=title + (f" ({', '.join(rules)})" if rules else ""))
     if len(names) <= MAX_ANNOTATED:
         for r, c in zip(*np.nonzero(values > 0)):
             ax.text(c, r, f"{values[r, c]:.2f}" if normalize else str(int(values[r, c])), ha="center",
