@@ -24,7 +24,7 @@ from .app import runs
 from .config import ExperimentConfig, override_training
 from .data.io import DataError, ImageTooLarge, max_image_pixels
 from .engine.distributed import resolve_device
-from .engine.inputs import expand_inputs, is_video
+from .engine.inputs import camera_index, expand_inputs, is_video
 from .engine.predictor import Prediction, Predictor
 from .ops.boxes import clip_boxes
 from .tasks import Task
@@ -167,7 +167,7 @@ class CenterNet:
     def predict(self, source: Any, score: float = 0.3, rgb: bool = False, flip: bool | None = None,
                 scales: Sequence[float] = (1.0,), keep_res: bool = False, batch: int = 1,
                 workers: int = 0, precision: str = "fp32") -> list[Result]:
-        """Detections on ``source``: an image path, a folder, a glob, a BGR array (``rgb=True``: RGB), a PIL
+        """Detections on ``source``: an image path, a folder, a glob, an http(s) URL, a BGR array (``rgb=True``: RGB), a PIL
         image, or a list of these; one :class:`Result` per image, in order. Files are read and prepared by
         ``workers`` processes and run ``batch`` at a time; ``precision`` "bf16" / "fp16" where it pays (CUDA,
         AMX CPUs), else a ValueError says why not."""
@@ -175,6 +175,9 @@ class CenterNet:
         items = list(source) if isinstance(source, (list, tuple)) else [source]
         out: list[Result] = []
         for item in items:
+            if isinstance(item, (int, str)) and camera_index(item) is not None:
+                raise ValueError(f"camera {item}: for cameras use model.save_predictions({item!r}) or "
+                                 f"`centernet predict ... {item}` (they record until Ctrl-C)")
             if isinstance(item, (str, os.PathLike)):
                 files = expand_inputs([item])
                 videos = [str(p) for p in files if is_video(p)]

@@ -135,7 +135,8 @@ def add_analyze_args(p: argparse.ArgumentParser) -> None:
 def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="model",
                    help="a centernet checkpoint, an exported .onnx model or a model-zoo name (ctdet_coco_dla_2x)")
-    p.add_argument("input", nargs="+", help="image files, folders of images, globs ('photos/*.jpg') or videos")
+    p.add_argument("input", nargs="+", help="image files, folders of images, globs ('photos/*.jpg'), http(s) image "
+                                            "URLs, videos, or a camera index (0: until Ctrl-C)")
     p.add_argument("--out", help="folder for drawn images/videos and detections.json (default: a new predictions, "
                                  "predictions2, ...)")
     p.add_argument("--score", type=float, default=0.3, help="draw, count and save detections from this score")
@@ -342,7 +343,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.outputs import claim_output_dir
     from .engine.rundir import numbered_dir
 
-    out = claim_output_dir(args.out or numbered_dir("predictions"), "predict", args.input)
+    from .engine.inputs import camera_index, is_url
+
+    local = [i for i in args.input if not is_url(i) and camera_index(i) is None]
+    out = claim_output_dir(args.out or numbered_dir("predictions"), "predict", local)
     summary = predictor.run(args.input, out, args.score, args.heatmap, batch=max(1, args.batch),
                             workers=max(0, args.workers), on_image=None if args.quiet else report, meta=meta)
     print(f"{plural(summary['images'], 'image')} at {summary['images_per_s']:.1f} images/s ({backend}, batch "

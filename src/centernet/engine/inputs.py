@@ -1,9 +1,14 @@
-"""What ``predict`` reads: image files, folders, globs and videos, expanded into one ordered list; images
-read and prepared for the network (resized, normalised, one item per test scale) in DataLoader workers, so
-the network never waits for the disk or the resizing."""
+"""What ``predict`` reads: image files, folders, globs, http(s) image URLs (downloaded first) and videos,
+expanded into one ordered list, and cameras by index (``0``); images read and prepared for the network
+(resized, normalised, one item per test scale) in DataLoader workers, so the network never waits for the disk
+or the resizing."""
 from __future__ import annotations
 
+import atexit
 import glob
+import hashlib
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,23 +27,54 @@ from ..data.transforms import prepare_test_image
 IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # one list of image file suffixes (data/yolo.py)
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 GLOB_CHARS = ("*", "?", "[")
+URL_SCHEMES = ("http://", "https://")
+MAX_URL_BYTES = 64 * 2 ** 20  # an image fetched from a URL (a photo is a few MB)
+_DOWNLOADS: list[Path] = []  # this process's folder of fetched images, removed at exit
 
 
 def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
+def is_url(item: str | Path) -> bool:
+    return isinstance(item, str) and item.lower().startswith(URL_SCHEMES)
+
+
+def camera_index(item: str | Path | int) -> int | None:
+    """The camera an input names (``0``, ``1``, ...: a number that is not a file here), else None."""
+    text = str(item)
+    if isinstance(item, int) or (text.isdigit() and len(text) <= 3 and not Path(text).exists()):
+        return int(text)
+    return None
+
+
+def fetch_url(url: str, progress: bool = False) -> Path:
+    """The image at ``url``, downloaded (through the project's download code: one clear line when offline,
+    at most :data:`MAX_URL_BYTES`) into a folder of this process that is removed at exit."""
+    from ..weights.download import download
+
+    if not _DOWNLOADS:
+        _DOWNLOADS.append(Path(tempfile.mkdtemp(prefix="centernet-inputs-")))
+        atexit.register(shutil.rmtree, _DOWNLOADS[0], True)
+    name = Path(url.split("?", 1)[0].rstrip("/")).name or "image"
+    folder = _DOWNLOADS[0] / hashlib.sha256(url.encode()).hexdigest()[:12]  # two URLs may share a file name
+    folder.mkdir(exist_ok=True)
+    return download(url, folder / name, progress=progress, max_bytes=MAX_URL_BYTES)
+
+
 def expand_inputs(items: str | Path | Sequence[str | Path]) -> list[Path]:
     """Files as given, folders -> their images (sorted), globs (``*``, ``?``, ``[``; ``**`` recursive) ->
-    the matching images and videos (sorted); each file once, in the order first named. A name that matches
-    nothing is a :class:`DataError`."""
+    the matching images and videos (sorted), URLs -> the downloaded file; each file once, in the order first
+    named. A name that matches nothing is a :class:`DataError`."""
     if isinstance(items, (str, Path)):
         items = [items]
     out: list[Path] = []
     for item in items:
         text = str(item)
         path = Path(text).expanduser()
-        if path.is_dir():
+        if is_url(item):
+            found = [fetch_url(text)]
+        elif path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not found:
                 raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {path}")
@@ -114,28 +150,37 @@ class Frame(NamedTuple):
 
 
 class VideoFrames:
-    """The frames of a video file, as :class:`Frame` s."""
+    """The frames of a video file or a camera (an int index), as :class:`Frame` s named ``<stem>_<frame>``
+    (``stem``: the file's, ``camera<N>``, unless given, e.g. to tell two inputs named alike apart)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        cap = cv2.VideoCapture(str(self.path))
+    def __init__(self, path: str | Path | int, stem: str | None = None) -> None:
+        self.camera = path if isinstance(path, int) else None
+        self.path = Path(f"camera{path}") if self.camera is not None else Path(path)
+        self.stem = stem or self.path.stem
+        cap = self._open()
         if not cap.isOpened():
-            raise DataError(f"video could not be opened: {self.path}")
+            raise DataError(f"camera {self.camera} could not be opened" if self.camera is not None
+                            else f"video could not be opened: {self.path}")
         self.fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-        self.total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        self.total = (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None) if self.camera is None else None
         cap.release()
+
+    def _open(self) -> Any:
+        return cv2.VideoCapture(self.camera if self.camera is not None else str(self.path))
 
     def __iter__(self) -> Iterator[Frame]:
-        cap = cv2.VideoCapture(str(self.path))
+        cap = self._open()
         index = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            name = f"{self.path.stem}_{index:06d}"
-            yield Frame(name, frame, None, name, index)
-            index += 1
-        cap.release()
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                name = f"{self.stem}_{index:06d}"
+                yield Frame(name, frame, None, name, index)
+                index += 1
+        finally:
+            cap.release()
 
 
 class PreparedImages(Dataset):

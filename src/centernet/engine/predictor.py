@@ -27,7 +27,8 @@ from ..tasks.base import Task
 from ..viz.detections import heatmap_overlay
 from .evaluator import EvalSettings, image_meta, pad_style
 from .inference import Runner, as_runner, predict_passes
-from .inputs import Frame, TestPreparer, VideoFrames, expand_inputs, image_batches, is_video
+from .inputs import (Frame, TestPreparer, VideoFrames, camera_index, expand_inputs, image_batches, is_video,
+                     unique_stems)
 
 #: called with each image's Frame and its final rows (image pixels, boxes clipped) as predict goes
 OnImage = Callable[[Frame, np.ndarray], None]
@@ -98,15 +99,18 @@ class Predictor:
     def run(self, source: str | Path | Sequence[str | Path], out_dir: str | Path, score_thresh: float = 0.3,
             heatmap: bool = False, progress: bool = True, batch: int = 1, workers: int = 0,
             on_image: OnImage | None = None, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Predict on images (files, folders, globs; see :func:`~.inputs.expand_inputs`) and videos; write
-        drawings and ``detections.json`` (the detections at or above ``score_thresh``). ``meta`` goes with
-        every image (e.g. {"calib": P2}).
+        """Predict on images (files, folders, globs, URLs; see :func:`~.inputs.expand_inputs`), videos and
+        cameras (``0``: until the camera stops or Ctrl-C); write drawings and ``detections.json`` (the detections
+        at or above ``score_thresh``). ``meta`` goes with every image (e.g. {"calib": P2}).
 
         Boxes are clipped to the image. A file that cannot be read is skipped and reported (one counted
         warning naming the files); the others are processed. Returns {"images": n, "images_per_s": f,
         "json": path, "skipped": ["<file>: <problem>", ...], "detections": kept in all}."""
         out_dir = Path(out_dir)
-        paths = expand_inputs(source)
+        items = [source] if isinstance(source, (str, Path, int)) else list(source)
+        cameras = [c for c in map(camera_index, items) if c is not None]
+        files = [i for i in items if camera_index(i) is None]
+        paths = expand_inputs(files) if files else []
         out_dir.mkdir(parents=True, exist_ok=True)
         results: list[dict[str, Any]] = []
         skipped: list[str] = []
@@ -122,8 +126,11 @@ class Predictor:
             cv2.imwrite(str(out_dir / f"{frame.stem}_pred.jpg"), self.draw(frame.image, pred, score_thresh, heatmap))
             count += 1
         bar.close()
-        for video in (p for p in paths if is_video(p)):  # frame ids continue after the images'
-            count += self._video(video, out_dir, score_thresh, heatmap, results, progress, on_image, count, meta)
+        videos = [p for p in paths if is_video(p)]
+        for video, stem in zip(videos, unique_stems(videos)):  # frame ids continue after the images'
+            count += self._video(video, out_dir, score_thresh, heatmap, results, progress, on_image, count, meta, stem)
+        for camera in cameras:
+            count += self._video(camera, out_dir, score_thresh, heatmap, results, progress, on_image, count, meta)
         elapsed = time.perf_counter() - start
         if skipped and not count:
             raise DataError(skipped[0] if len(skipped) == 1 else
@@ -147,25 +154,33 @@ class Predictor:
         return [dict(r, file_name=frame.name) for r in self.task.to_results(pred.rows, meta, self.cat_ids)
                 if r["score"] >= score_thresh]
 
-    def _video(self, path: Path, out_dir: Path, score_thresh: float, heatmap: bool, results: list[dict[str, Any]],
+    def _video(self, path: Path | int, out_dir: Path, score_thresh: float, heatmap: bool, results: list[dict[str, Any]],
                progress: bool, on_image: OnImage | None, first_id: int = 0,
-               meta: Mapping[str, Any] | None = None) -> int:
-        """Predict on every frame of a video, writing ``<stem>_pred.mp4``; returns the frame count."""
-        frames = VideoFrames(path)
+               meta: Mapping[str, Any] | None = None, stem: str | None = None) -> int:
+        """Predict on every frame of a video or camera (an int), writing ``<stem>_pred.mp4`` (``stem``: its name
+        among the inputs, distinct from other videos'; ``camera<N>``); returns the frame count. Ctrl-C ends a
+        camera's recording (the frames so far are kept); a video's goes up as an interruption."""
+        frames = VideoFrames(path, stem)
+        stem = frames.stem
         writer = None
         count = 0
-        for frame in tqdm(frames, desc=path.name, total=frames.total, disable=None if progress else True,
-                          leave=False):
-            frame = frame._replace(index=first_id + frame.index)
-            pred = self(frame.image, meta)
-            results += self._finish(frame, pred, score_thresh, on_image)
-            drawn = self.draw(frame.image, pred, score_thresh, heatmap)
-            if writer is None:
-                h, w = drawn.shape[:2]
-                writer = cv2.VideoWriter(str(out_dir / f"{path.stem}_pred.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
-                                         frames.fps, (w, h))
-            writer.write(drawn)
-            count += 1
-        if writer is not None:
-            writer.release()
+        try:
+            for frame in tqdm(frames, desc=frames.path.name, total=frames.total, disable=None if progress else True,
+                              leave=False):
+                frame = frame._replace(index=first_id + frame.index)
+                pred = self(frame.image, meta)
+                results += self._finish(frame, pred, score_thresh, on_image)
+                drawn = self.draw(frame.image, pred, score_thresh, heatmap)
+                if writer is None:
+                    h, w = drawn.shape[:2]
+                    writer = cv2.VideoWriter(str(out_dir / f"{stem}_pred.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
+                                             frames.fps, (w, h))
+                writer.write(drawn)
+                count += 1
+        except KeyboardInterrupt:
+            if frames.camera is None:
+                raise
+        finally:
+            if writer is not None:
+                writer.release()
         return count

@@ -73,17 +73,18 @@ def _file_name(url: str) -> str:
 
 def download(url: str, dest: str | os.PathLike[str] | None = None, sha256: str | None = None,
              progress: bool = True, size: int | None = None, hint: str | None = None,
-             timeout: float = TIMEOUT_S) -> Path:
+             timeout: float = TIMEOUT_S, max_bytes: int | None = None) -> Path:
     """Fetch ``url`` to ``dest`` (a file path; a folder gets the URL's file name; ``None``: the hub cache)
-    and return it. ``sha256`` (digest or prefix) and ``size`` are checked before the file appears; ``hint``
-    is the alternative the error message offers (e.g. "train without (--pretrained none)")."""
+    and return it. ``sha256`` (digest or prefix) and ``size`` are checked before the file appears; a file
+    growing past ``max_bytes`` is refused while it arrives; ``hint`` is the alternative the error message
+    offers (e.g. "train without (--pretrained none)")."""
     target = Path(dest) if dest is not None else cache_dir() / _file_name(url)
     if target.is_dir():
         target = target / _file_name(url)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:
-        _fetch(url, part, progress, timeout)
+        _fetch(url, part, progress, timeout, max_bytes)
         problem = mismatch(part, sha256, size)
         if problem:
             raise DownloadError(f"{problem}; the download was removed")
@@ -100,13 +101,15 @@ def download(url: str, dest: str | os.PathLike[str] | None = None, sha256: str |
     return target
 
 
-def _fetch(url: str, part: Path, progress: bool, timeout: float) -> None:
+def _fetch(url: str, part: Path, progress: bool, timeout: float, max_bytes: int | None = None) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         if "text/html" in response.headers.get("Content-Type", "") and not url.endswith((".html", ".htm")):
             raise DownloadError("the server sent a web page, not the file: a login or confirmation page?")
         length = response.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
+        if max_bytes is not None and (expected or 0) > max_bytes:
+            raise DownloadError(f"the server announces {expected:,} bytes, over the limit of {max_bytes:,}")
         from tqdm import tqdm  # lazily, like torch
 
         received = 0
@@ -116,6 +119,8 @@ def _fetch(url: str, part: Path, progress: bool, timeout: float) -> None:
             while block := response.read(CHUNK):
                 out.write(block)
                 received += len(block)
+                if max_bytes is not None and received > max_bytes:
+                    raise DownloadError(f"more than the limit of {max_bytes:,} bytes")
                 bar.update(len(block))
             out.flush()
     if expected is not None and received != expected:
