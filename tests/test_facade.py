@@ -146,3 +146,21 @@ def test_train_from_a_preset_then_predict(setup, tmp_path):
     assert len(model.predict(data["val_images"], score=0.0)) == 3
     with pytest.raises(ValueError, match="'weights' is ambiguous|unknown setting 'nonsense'"):
         model.train(data=str(data["train_ann"]), nonsense=1)
+
+
+def test_result_save_without_a_path_never_overwrites(setup, tmp_path, monkeypatch):
+    import centernet.api
+    from centernet import CenterNet
+
+    root, data = setup
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(centernet.api, "_SAVE_FOLDER", [])  # a fresh process
+    (tmp_path / "predictions").mkdir()  # an earlier run's folder: not reused
+    model = CenterNet(str(root / "tiny.pth"), device="cpu", progress=False)
+    first = sorted(Path(data["val_images"]).iterdir())[0]
+    a, = model.predict(str(first), score=0.05)
+    b, = model.predict(str(first), score=0.05)
+    paths = [a.save(), b.save(), model.predict(cv2.imread(str(first)))[0].save()]
+    assert [p.parent.name for p in paths] == ["predictions2"] * 3
+    assert [p.name for p in paths] == [f"{first.stem}_pred.jpg", f"{first.stem}_pred_2.jpg", "image_pred.jpg"]
+    assert all(cv2.imread(str(p)) is not None for p in paths)

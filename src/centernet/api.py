@@ -272,7 +272,7 @@ def _default_save_path(source: str | None) -> Path:
     from .engine.rundir import numbered_dir
 
     if not _SAVE_FOLDER or not _SAVE_FOLDER[0].is_dir():
-        _SAVE_FOLDER[:] = [numbered_dir("predictions")]
+        _SAVE_FOLDER[:] = [numbered_dir("predictions").resolve()]
     stem = Path(source).stem if source else "image"
     for number in range(1, 1_000_000):
         path = _SAVE_FOLDER[0] / (f"{stem}_pred.jpg" if number == 1 else f"{stem}_pred_{number}.jpg")
