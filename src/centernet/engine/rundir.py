@@ -22,7 +22,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -73,17 +73,22 @@ def claim_run_dir(out_dir: str | Path, explicit: bool, exist_ok: bool = False) -
     """The folder a new run writes to (created). ``explicit``: the user named ``out_dir``, which is refused
     if it holds a run (unless ``exist_ok``); otherwise the first free one of ``out_dir``, ``out_dir2``, ...
     Under torchrun, rank 0 decides and every process gets its answer."""
-    chosen: list[Any] = [None]
+    return Path(_rank0_decides(lambda: str(_claim(Path(out_dir), explicit, exist_ok))))
+
+
+def _rank0_decides(decide: Callable[[], Any]) -> Any:
+    """``decide()`` on rank 0, its answer (or its RunFolderError, raised) in every process under torchrun."""
+    answer: list[Any] = [None]
     if dist_utils.rank() == 0:
         try:
-            chosen[0] = str(_claim(Path(out_dir), explicit, exist_ok))
+            answer[0] = decide()
         except RunFolderError as err:
-            chosen[0] = err
+            answer[0] = err
     if dist_utils.is_distributed():
-        torch.distributed.broadcast_object_list(chosen, src=0)
-    if isinstance(chosen[0], BaseException):
-        raise chosen[0]
-    return Path(chosen[0])
+        torch.distributed.broadcast_object_list(answer, src=0)
+    if isinstance(answer[0], BaseException):
+        raise answer[0]
+    return answer[0]
 
 
 def _claim(out_dir: Path, explicit: bool, exist_ok: bool) -> Path:
@@ -167,16 +172,7 @@ def lock_run_dir(folder: str | Path) -> RunLock:
     """Lock ``folder`` for this training (rank 0 takes the lock; under torchrun every process gets its
     answer, so a refusal stops all of them). Release the returned lock when training ends."""
     lock = RunLock(folder)
-    answer: list[Any] = [None]
-    if dist_utils.rank() == 0:
-        try:
-            lock.acquire()
-        except RunFolderError as err:
-            answer[0] = err
-    if dist_utils.is_distributed():
-        torch.distributed.broadcast_object_list(answer, src=0)
-    if isinstance(answer[0], BaseException):
-        raise answer[0]
+    _rank0_decides(lambda: lock.acquire() and None)
     return lock
 
 
@@ -267,6 +263,10 @@ def read_config_file(path: str | Path) -> ExperimentConfig:
         raise ValueError(f"{path}: not a usable config file (json nested too deeply)") from None
 
 
+#: the learning rate schedules of ``train.schedule`` (:func:`centernet.engine.schedule.lr_at`)
+SCHEDULES = ("step", "cosine")
+
+
 def validate_train_config(cfg: ExperimentConfig) -> None:
     """Refuse values a run cannot start with, naming the field (types are checked by the config itself)."""
     t, d = cfg.train, cfg.data
@@ -280,6 +280,10 @@ def validate_train_config(cfg: ExperimentConfig) -> None:
         ("train.log_every", t.log_every, t.log_every >= 0, "0 (about 10 lines per epoch) or more"),
         ("train.max_steps_per_epoch", t.max_steps_per_epoch,
          t.max_steps_per_epoch is None or t.max_steps_per_epoch >= 1, "null or at least 1"),
+        ("train.schedule", t.schedule, t.schedule in SCHEDULES, f"one of {SCHEDULES}"),
+        ("train.warmup_epochs", t.warmup_epochs, math.isfinite(t.warmup_epochs) and t.warmup_epochs >= 0,
+         "0 (off) or more"),
+        ("train.ema", t.ema, 0 <= t.ema < 1, "0 (off) or a decay below 1"),
         ("data.num_workers", d.num_workers, d.num_workers >= 0, "0 or more"),
         ("data.down_ratio", d.down_ratio, d.down_ratio >= 1, "at least 1"),
     ]
