@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -40,7 +41,7 @@ from timing import median_seconds
 
 
 def latency(arch: str, size: int, rounds: int, threads: int, calib: Path, workdir: Path,
-            exclude: list[str], dcn_op: str | None = None) -> dict[str, float]:
+            exclude: list[str], dcn_op: str | None = None, clock=time.perf_counter) -> dict[str, float]:
     cfg = ExperimentConfig()
     cfg.model.arch, cfg.data.input_size = arch, (size, size)
     task = task_from_config(cfg)  # COCO: 80 classes
@@ -53,7 +54,7 @@ def latency(arch: str, size: int, rounds: int, threads: int, calib: Path, workdi
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):  # alternate short rounds so that a noisy neighbour hurts both
         for name, runner in runners.items():
-            times[name].append(1000 * median_seconds(lambda: runner(x), 5, 1)[0])
+            times[name].append(1000 * median_seconds(lambda: runner(x), 5, 1, clock)[0])
     return {"form": read_metadata(fp32)[META_DCN_OP],
             "fp32_ms": statistics.median(times["fp32"]), "int8_ms": statistics.median(times["int8"]),
             "hm_diff": float((ref["hm"] - out["hm"]).abs().max()),
@@ -118,6 +119,8 @@ def main() -> None:
     parser.add_argument("--exclude", nargs="*", default=list(DEFAULT_EXCLUDE), help="nodes kept float")
     parser.add_argument("--dcn-ops", nargs="+", default=["deformconv", "gather"], choices=["deformconv", "gather"],
                         help="DCN forms exported (latency; an architecture without DCNs runs once)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="CPU seconds instead of wall time (with --threads 1: not inflated by other processes)")
     parser.add_argument("--ap", nargs="+", type=Path, metavar="CHECKPOINT", help="AP of fp32 vs int8 instead")
     parser.add_argument("--val", help="data to score on (--ap)")
     parser.add_argument("--calib", help="calibration images: folder or data set (default: the non-held-out --val)")
@@ -131,6 +134,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (--train)")
     args = parser.parse_args()
+    if args.cpu_time and args.threads != 1:
+        parser.error("--cpu-time counts every thread's time (spinning included): use it with --threads 1")
+    clock = time.process_time if args.cpu_time else time.perf_counter
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -148,13 +154,15 @@ def main() -> None:
         else:
             calib = Path(args.calib) if args.calib else make_synthetic_dataset(
                 workdir / "calib", num_train=8, num_val=1, image_size=(args.size, args.size))["train_images"]
-            print(f"onnxruntime int8 (QDQ, per-channel, exclude {args.exclude}) vs fp32, {args.threads} threads, "
+            print(f"onnxruntime int8 (QDQ, per-channel, exclude {args.exclude}) vs fp32, {args.threads} threads "
+                  f"({'CPU' if args.cpu_time else 'wall'} time), "
                   f"{args.size}x{args.size}, batch 1, median of {args.rounds} alternating rounds of 5")
             print(f"{'arch':12s} {'DCNs':>10s} {'fp32 ms':>8s} {'int8 ms':>8s} {'speed-up':>9s} {'hm |diff|':>10s} "
                   f"{'MB':>12s}")
             for arch in args.archs:
                 for dcn_op in args.dcn_ops:
-                    r = latency(arch, args.size, args.rounds, args.threads, calib, workdir, args.exclude, dcn_op)
+                    r = latency(arch, args.size, args.rounds, args.threads, calib, workdir, args.exclude, dcn_op,
+                                clock)
                     print(f"{arch:12s} {r['form']:>10s} {r['fp32_ms']:8.1f} {r['int8_ms']:8.1f} "
                           f"{r['fp32_ms'] / r['int8_ms']:8.2f}x {r['hm_diff']:10.2e} "
                           f"{r['fp32_mb']:5.1f}->{r['int8_mb']:4.1f}", flush=True)

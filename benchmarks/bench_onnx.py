@@ -5,10 +5,16 @@ For each architecture: export to ONNX (fixed size) once per DCN form (``--dcn-op
 agree with eager, then time eager and every onnxruntime session in the same process with the same thread count,
 in alternating rounds of 5 runs so that a noisy neighbour hurts all of them; medians of the round medians.
 ``--profile`` adds onnxruntime's per-node profile of each session: the time per op type and, for the DCN
-ops, per layer shape.
+ops, per layer shape. ``--cpu-time`` (with ``--threads 1``) times CPU seconds instead of wall time: figures that
+other processes on a shared machine do not inflate.
 
     PYTHONPATH=src python benchmarks/bench_onnx.py --archs res_18 resdcn_18 dla_34 --size 512 --runs 15
     PYTHONPATH=src python benchmarks/bench_onnx.py --archs hourglass --runs 5 --profile
+    PYTHONPATH=src python benchmarks/bench_onnx.py --layers   # one DCN layer: DeformConv vs Conv vs eager
+
+``--layers`` times single layers of dla_34's and resdcn_18's DCN shapes at 512x512 input (offsets of about a
+pixel, sigmoid masks): onnxruntime's DeformConv node, onnxruntime's Conv of the same shape (what the layer would
+cost without deformation) and the eager DCN (after its offset conv), alternating, medians.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ from centernet.models import ARCHS
 from timing import median_seconds
 
 FLAGS = re.compile(r"^(avx\w*|fma|f16c|amx\w*|sse4_2)$")
+CLOCK = [time.perf_counter]  # time.process_time with --cpu-time
 
 
 def cpu_line() -> str:
@@ -95,6 +102,55 @@ def profile(path: Path, x: torch.Tensor, threads: int, runs: int, workdir: Path)
     return lines
 
 
+# (in, out, input side) of the DCNs at 512x512 input: dla_34's IDA levels and resdcn_18's up-sampling neck
+LAYER_SHAPES = [(64, 64, 128), (128, 64, 64), (128, 128, 64), (256, 128, 32), (256, 256, 32), (512, 256, 16)]
+
+
+def one_node(op: str, threads: int, shapes: dict[str, list[int]], **attrs) -> ort.InferenceSession:
+    """A session of a one-node model ``op`` (inputs named and shaped by ``shapes``, output Y)."""
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in shapes.items()]
+    node = helper.make_node(op, list(shapes), ["Y"], **attrs)
+    graph = helper.make_graph([node], op, inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def bench_layers(threads: int, runs: int) -> None:
+    from centernet.models.layers.deform_conv import modulated_deform_conv2d
+
+    print(f"{'layer':24s} {'ort DeformConv':>15s} {'ort Conv':>9s} {'ratio':>6s} {'eager DCN':>10s} "
+          f"{'eager conv':>11s}  (ms, medians)")
+    for cin, cout, side in LAYER_SHAPES:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(1, cin, side, side, generator=g)
+        w = torch.randn(cout, cin, 3, 3, generator=g) * 0.05
+        b = torch.zeros(cout)
+        offset = torch.randn(1, 18, side, side, generator=g)
+        mask = torch.rand(1, 9, side, side, generator=g)
+        attrs = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
+        deform = one_node("DeformConv", threads, {"X": list(x.shape), "W": list(w.shape), "offset": list(offset.shape),
+                                                  "B": [cout], "mask": list(mask.shape)}, **attrs)
+        conv = one_node("Conv", threads, {"X": list(x.shape), "W": list(w.shape), "B": [cout]}, **attrs)
+        feed = {"X": x.numpy(), "W": w.numpy(), "B": b.numpy()}
+        deform_feed = {**feed, "offset": offset.numpy(), "mask": mask.numpy()}
+        xl = x.contiguous(memory_format=torch.channels_last)  # as the model's layer feeds its sampling
+        fns = {"deform": lambda: deform.run(None, deform_feed), "conv": lambda: conv.run(None, feed),
+               "eager": lambda: modulated_deform_conv2d(xl, offset, mask, w, b, 1, 1),
+               "eager_conv": lambda: torch.nn.functional.conv2d(x, w, b, 1, 1)}
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        with torch.no_grad():
+            for _ in range(max(runs // 5, 1)):
+                for name, fn in fns.items():
+                    times[name].append(1000 * median_seconds(fn, 5, 1, CLOCK[0])[0])
+        ms = {name: statistics.median(t) for name, t in times.items()}
+        print(f"{cin:4d}->{cout:<4d} @ {side:3d}x{side:<3d}      {ms['deform']:15.2f} {ms['conv']:9.2f} "
+              f"{ms['deform'] / ms['conv']:5.1f}x {ms['eager']:10.2f} {ms['eager_conv']:11.2f}", flush=True)
+
+
 def bench(arch: str, size: int, runs: int, threads: int, workdir: Path, dcn_ops: list[str],
           profile_runs: int) -> dict:
     cfg = ExperimentConfig()
@@ -126,7 +182,7 @@ def bench(arch: str, size: int, runs: int, threads: int, workdir: Path, dcn_ops:
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(max(runs // 5, 1)):  # alternate short rounds of every backend
         for name, fn in runners.items():
-            times[name].append(1000 * median_seconds(lambda: fn(x), 5, 1)[0])
+            times[name].append(1000 * median_seconds(lambda: fn(x), 5, 1, CLOCK[0])[0])
     lines = []
     if profile_runs:
         for name, item in info.items():
@@ -144,12 +200,22 @@ def main() -> None:
     parser.add_argument("--dcn-ops", nargs="+", default=["gather", "deformconv"], choices=["gather", "deformconv"])
     parser.add_argument("--profile", nargs="?", type=int, const=3, default=0, metavar="RUNS",
                         help="also profile each onnxruntime session over RUNS forwards (default 3)")
+    parser.add_argument("--layers", action="store_true", help="time single DCN layers instead (see above)")
+    parser.add_argument("--cpu-time", action="store_true", help="CPU seconds instead of wall time (--threads 1)")
     args = parser.parse_args()
+    if args.cpu_time:
+        if args.threads != 1:
+            parser.error("--cpu-time counts every thread's time (spinning included): use it with --threads 1")
+        CLOCK[0] = time.process_time
     torch.set_num_threads(args.threads)
     print(f"{time.strftime('%Y-%m-%d %H:%M')}; {cpu_line()}")
-    print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} threads, input "
+    print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} threads, "
+          f"{'CPU' if args.cpu_time else 'wall'} time, input "
           f"{args.size}x{args.size}, batch 1, median of {max(args.runs // 5, 1)} alternating rounds of 5 runs "
           f"(min-max of the round medians)")
+    if args.layers:
+        bench_layers(args.threads, args.runs)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs:
             if arch not in ARCHS:

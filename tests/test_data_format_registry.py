@@ -23,7 +23,8 @@ def test_formats_are_probed_in_a_fixed_order():
     ordered = formats_in_order()
     assert [f.name for f in ordered] == ["coco", "kitti", "voc", "yolo"]
     assert len({f.priority for f in ordered}) == len(ordered)
-    assert [f.name for f in ordered if f.own_splits] == ["kitti", "voc"]
+    # a COCO folder's splits are its annotation files (a COCO json's split is still its list file)
+    assert [f.name for f in ordered if f.own_splits] == ["coco", "kitti", "voc"]
 
 
 def test_overlapping_probes_go_to_the_higher_priority(tmp_path):

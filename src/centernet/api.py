@@ -255,8 +255,8 @@ class CenterNet:
         return result.metrics
 
     def export(self, format: str = "onnx", out: str | os.PathLike[str] | None = None, **options: Any) -> Path:
-        """Export to ONNX (``options``: ``decode``, ``opset``, ``dynamic``, ``input_size`` (w, h)); ``out``
-        defaults to the checkpoint's name with ``.onnx``."""
+        """Export to ONNX (``options``: ``decode``, ``opset``, ``dynamic``, ``input_size`` (w, h), ``dcn_op``
+        "deformconv" or "gather"); ``out`` defaults to the checkpoint's name with ``.onnx``."""
         if format.lower() != "onnx":
             raise ValueError(f"export format {format!r}: only 'onnx' is supported")
         target = Path(out) if out is not None else Path(self.spec).with_suffix(".onnx").name

@@ -14,7 +14,8 @@ from pathlib import Path
 from .app.demo import add_demo_args  # torch-free: the demo's options live with it
 
 DEFAULT_PRESET = "ctdet_resdcn18_coco"  # centernet.app.runs.DEFAULT_PRESET (not imported: it would load torch)
-DATA_FORMATS = "a COCO json file, a PASCAL VOC folder (annotations/*.xml + images/) or a YOLO folder"
+DATA_FORMATS = ("a COCO json file, a COCO folder (annotations/instances_*.json + their image folders), a PASCAL "
+                "VOC folder (annotations/*.xml + images/) or a YOLO folder")
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -57,7 +58,8 @@ def _add_test_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_split_arg(p: argparse.ArgumentParser, flag: str = "--split", what: str = "the data") -> None:
-    p.add_argument(flag, metavar="NAME", help=f"a named split of {what}: VOC ImageSets/Main/NAME.txt, KITTI "
+    p.add_argument(flag, metavar="NAME", help=f"a named split of {what}: a COCO folder's "
+                                              "annotations/instances_NAME.json, VOC ImageSets/Main/NAME.txt, KITTI "
                                               "ImageSets/NAME.txt, or a list written by `centernet split` "
                                               "(default: every image)")
 
@@ -388,8 +390,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         check_input_size(loaded.cfg.model.arch, size, loaded.cfg.data.down_ratio, name="--size")
     path, custom = runs.export(loaded, export_path(args.checkpoint, args.out), size,
                                args.decode, args.opset, args.dynamic, args.dcn_op)
-    print(f"wrote {path} (opset {args.opset}, {'detections' if args.decode else 'maps'}, "
-          f"{'dynamic' if args.dynamic else 'fixed'} size)" + (f"; non-standard ops: {custom}" if custom else ""))
+    from .export.onnx import META_DCN_OP, file_opset, read_metadata
+
+    dcn = read_metadata(path).get(META_DCN_OP, "none")
+    print(f"wrote {path} (opset {file_opset(path)}, {'detections' if args.decode else 'maps'}, "
+          f"{'dynamic' if args.dynamic else 'fixed'} size" + (f", DCNs as {dcn}" if dcn != "none" else "") + ")"
+          + (f"; non-standard ops: {custom}" if custom else ""))
     if args.int8:
         from .export.quantize import quantize_onnx
 

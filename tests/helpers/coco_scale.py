@@ -59,19 +59,20 @@ def coco_scale_annotations(images: int, boxes: int, size: tuple[int, int], seed:
 
 
 def make_coco_scale(root: str | Path, images: int = COCO_IMAGES, boxes: int = COCO_BOXES,
-                    size: tuple[int, int] = (640, 480), seed: int = 0) -> Path:
-    """Write the set under ``root`` (reused when a set of these parameters is there); returns the json file."""
+                    size: tuple[int, int] = (640, 480), seed: int = 0, links: bool = True) -> Path:
+    """Write the set under ``root`` (reused when a set of these parameters is there); returns the json file.
+    ``links=False``: no image files (for what reads annotations only)."""
     root = Path(root)
     ann = root / "annotations" / "instances_train2017.json"
     stamp = root / "made_with.json"
-    params = {"images": images, "boxes": boxes, "size": list(size), "seed": seed}
+    params = {"images": images, "boxes": boxes, "size": list(size), "seed": seed, "links": links}
     if ann.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == params:
         return ann
     content = coco_scale_annotations(images, boxes, size, seed)
     folder = root / "train2017"
     folder.mkdir(parents=True, exist_ok=True)
     image = write_image(root / "one.jpg", size, seed)
-    for entry in content["images"]:
+    for entry in content["images"] if links else ():
         link = folder / entry["file_name"]
         if not link.is_symlink():
             os.symlink(os.path.relpath(image, folder), link)
@@ -120,17 +121,32 @@ class _Probe:
         return os.getpid(), private_kb() if self.reads in self.at else -1
 
 
-def worker_growth(source, workers: int = 2, samples: int = 3000, warmup: int = 300, seed: int = 0) -> list[float]:
-    """Bytes each DataLoader worker's private memory grows per sample it reads, reading ``samples`` samples
-    each (at random indices, as a shuffled epoch does) after ``warmup`` each."""
+#: readings per worker after its warm-up: the growth per sample is measured over each of this many parts
+SEGMENTS = 6
+
+
+def worker_growth(source, workers: int = 2, samples: int = 3000, warmup: int = 300,
+                  seed: int = 0) -> list[dict[str, float]]:
+    """How much each DataLoader worker's private memory grows per sample it reads, reading ``samples`` samples
+    each (at random indices, as a shuffled epoch does) after ``warmup`` each: per worker ``{"mean": bytes per
+    sample over all of them, "rate": the median over SEGMENTS equal parts}``. The rate is the cost of reading
+    one more sample; the mean also holds one-time costs (a table of the interpreter's that the worker happens
+    to enlarge while it reads)."""
     from torch.utils.data import DataLoader
 
-    n = workers * (warmup + samples)
+    step = samples // SEGMENTS
+    at = tuple(warmup + k * step for k in range(SEGMENTS + 1))
+    n = workers * at[-1]
     order = np.random.default_rng(seed).integers(0, len(source), size=n).tolist()
-    loader = DataLoader(_Probe(source, (warmup, warmup + samples)), batch_size=None, sampler=order,
-                        num_workers=workers, collate_fn=lambda item: item)
+    loader = DataLoader(_Probe(source, at), batch_size=None, sampler=order, num_workers=workers,
+                        collate_fn=lambda item: item)
     seen: dict[int, list[int]] = {}
     for pid, kb in loader:
         if kb >= 0:
             seen.setdefault(pid, []).append(kb)
-    return [(after - before) * 1024 / samples for before, after in seen.values()]
+    out = []
+    for readings in seen.values():
+        parts = [(b - a) * 1024 / step for a, b in zip(readings, readings[1:])]
+        out.append({"mean": (readings[-1] - readings[0]) * 1024 / (at[-1] - at[0]),
+                    "rate": float(np.median(parts))})
+    return out

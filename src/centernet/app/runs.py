@@ -344,6 +344,7 @@ def export(loaded: Loaded, out: str | Path = "model.onnx", input_size: tuple[int
 def make_split(data: str, val_fraction: float = 0.2, seed: int = 0, images: str | None = None,
           exist_ok: bool = False) -> dict[str, tuple[Path, int]]:
     """Write a reproducible train / val split of one data set (see :func:`centernet.data.splits.make_split`)."""
-    from ..data.splits import make_split as write_split
+    from ..data.splits import check_splittable, make_split as write_split
 
+    check_splittable(data)  # before opening: a COCO folder of several splits would ask which to open
     return write_split(data, open_source(data, images), val_fraction, seed, exist_ok=exist_ok)

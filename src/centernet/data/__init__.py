@@ -33,7 +33,10 @@ def open_dataset(spec: str | Path, image_dir: str | Path | None = None, keypoint
     * ``coco``: a ``.json`` file -> :class:`CocoDetection`. Images: ``image_dir``, else the standard layout
       ``<root>/annotations/instances_X.json`` (or ``person_keypoints_X.json``) -> ``<root>/X/``.
       ``keypoints=None`` means True for ``person_keypoints_*`` files; the other formats have no keypoints
-      (``keypoints=True`` with them is a :class:`DataError`, False/None is accepted).
+      (``keypoints=True`` with them is a :class:`DataError`, False/None is accepted). A COCO folder (``<root>``
+      with ``annotations/instances_X.json``) -> the :class:`CocoDetection` of the split ``split="X"`` (a prefix
+      only one split has will do; a folder of one split needs none), ``person_keypoints_X.json`` with
+      ``keypoints=True``.
     * ``kitti``: a folder with ``training/label_2`` (or ``label_2`` and ``calib``) -> :class:`KittiDetection`
       (``split="train"`` etc. picks ``ImageSets/<split>.txt``); a split file ``<root>/ImageSets/<name>.txt``
       itself -> :class:`KittiDetection` of ``<root>`` with that split (e.g. the 3DOP ``train.txt``).

@@ -54,6 +54,22 @@ class BoxCleaner:
             warnings.warn(f"clipped {self.clipped} boxes to the image in {self.source_name}", stacklevel=3)
 
 
+def clean_boxes(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, width: np.ndarray,
+                height: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """:meth:`BoxCleaner.clean` of many boxes at once (float64 corners, each box's image size): (which boxes are
+    kept [M] bool, the clipped boxes [M, 4] float32 (those not kept: anything), skipped, clipped)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.isfinite(x1) & np.isfinite(y1) & np.isfinite(x2) & np.isfinite(y2)
+        width, height = np.asarray(width, dtype=np.float64), np.asarray(height, dtype=np.float64)
+        cx1, cy1 = np.minimum(np.maximum(x1, 0.0), width), np.minimum(np.maximum(y1, 0.0), height)
+        cx2, cy2 = np.minimum(np.maximum(x2, 0.0), width), np.minimum(np.maximum(y2, 0.0), height)
+        keep = (x2 > x1) & (y2 > y1) & finite & (cx2 > cx1) & (cy2 > cy1)
+        moved = np.maximum(np.maximum(np.abs(cx1 - x1), np.abs(cy1 - y1)),
+                           np.maximum(np.abs(cx2 - x2), np.abs(cy2 - y2))) > CLIP_TOLERANCE
+    boxes = np.stack([cx1, cy1, cx2, cy2], axis=1).astype(np.float32)
+    return keep, boxes, int(len(keep) - np.count_nonzero(keep)), int(np.count_nonzero(keep & moved))
+
+
 def check_images(samples: Sequence[Sample], decode: bool = False, where: str = "") -> None:
     """Verify every sample's image exists (and, with ``decode``, that it decodes at its stated size).
 

@@ -10,7 +10,7 @@ from .convert import BoxCleaner, check_images, to_coco_dict
 from .formats import OpenRequest, register_format
 from .io import DataError, image_size
 from .kitti_labels import DONT_CARE, KITTI_CLASSES, KITTI_TYPES, KittiObject, NotANumber, read_kitti_labels
-from .sample import DetectionSource, Sample
+from .sample import DetectionSource, Sample, pack_samples
 
 #: types that are ignore regions on one trained class only (as the original trains)
 IGNORED_ON = {"Van": "Car", "Truck": "Car", "Person_sitting": "Pedestrian"}
@@ -114,6 +114,7 @@ class KittiDetection(DetectionSource):
         cleaner = BoxCleaner(self.label_dir)
         self.samples: list[Sample] = [self._load(index, frame, cleaner) for index, frame in enumerate(self.frame_ids)]
         cleaner.report()
+        self.samples = pack_samples(self.samples)  # arrays, shared by DataLoader workers without copies
 
     def _find_split(self, split: str | Path | None, base: Path) -> Path | None:
         if split is None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import os
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -51,6 +53,14 @@ class Sample:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+def small_labels(labels: np.ndarray) -> np.ndarray:
+    """``labels`` as int32 when they fit (half the memory; a sample reads them back as int64)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    info = np.iinfo(np.int32)
+    fits = labels.size == 0 or (labels.min() >= info.min and labels.max() <= info.max)
+    return labels.astype(np.int32) if fits else labels
 
 
 def _encode(text: str) -> bytes:
@@ -111,12 +121,10 @@ class SampleTable(Sequence[Sample]):
         arrays."""
         starts = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(np.asarray(counts, dtype=np.int64), out=starts[1:])
-        labels = np.asarray(labels, dtype=np.int64)
-        small = labels.size == 0 or (labels.min() >= np.iinfo(np.int32).min and labels.max() <= np.iinfo(np.int32).max)
         return cls(np.asarray(image_ids, dtype=np.int64), np.asarray(widths, dtype=np.int64),
                    np.asarray(heights, dtype=np.int64), PackedStrings.pack(names), starts,
                    np.ascontiguousarray(boxes, dtype=np.float32).reshape(-1, 4),
-                   labels.astype(np.int32) if small else labels, np.asarray(ignore, dtype=bool).reshape(-1),
+                   small_labels(labels), np.asarray(ignore, dtype=bool).reshape(-1),
                    keypoints, calib, extra, root)
 
     @classmethod
@@ -152,7 +160,7 @@ class SampleTable(Sequence[Sample]):
         if keypoints is False or calib is False or any(set(s.extra) != keys for s in samples):
             return None
         extra = {}
-        for key in sorted(keys):
+        for key in first.extra:  # in the readers' order
             values = uniform(lambda s: s.extra[key])
             if not values or any(np.asarray(v).ndim == 0 or len(v) != len(s) for v, s in zip(values, samples)):
                 return None
@@ -212,6 +220,13 @@ class SampleTable(Sequence[Sample]):
         for row in rows:
             yield self._sample(row)
 
+    def __add__(self, other) -> list[Sample]:
+        """``samples + other``: a list, as of two lists."""
+        return list(self) + list(other)
+
+    def __radd__(self, other) -> list[Sample]:
+        return list(other) + list(self)
+
     def path(self, row: int) -> Path:
         name = self.names[row]
         return self.root / name if self.root is not None else Path(name)
@@ -242,10 +257,21 @@ class SampleTable(Sequence[Sample]):
             counts = counts - (ignored[self.starts[1:]] - ignored[self.starts[:-1]])
         return counts[rows]
 
-    def image_records(self) -> tuple[list[Path], np.ndarray, np.ndarray]:
-        """(image paths, widths, heights) of every sample."""
+    def path_string(self, row: int) -> str:
+        """``str(self.path(row))``, without making a ``Path`` where a plain join gives the same (pathlib interns
+        every file name it parses; see :func:`~.io.decoded_size`)."""
+        name = self.names[row]
+        if self.root is None:
+            return name
+        root = str(self.root)
+        if os.sep == "/" and root != "." and name and posixpath.normpath(name) == name and not name.startswith("/"):
+            return posixpath.join(root, name)
+        return str(self.root / name)
+
+    def image_records(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(image paths as strings, widths, heights) of every sample."""
         rows = self._positions_rows()
-        return [self.path(int(r)) for r in rows], self.widths[rows], self.heights[rows]
+        return [self.path_string(r) for r in rows.tolist()], self.widths[rows], self.heights[rows]
 
     def nbytes(self) -> int:
         """Bytes the arrays hold (shared by every view)."""

@@ -4,6 +4,7 @@ Where a split lives, by format:
 
 * PASCAL VOC: ``ImageSets/Main/<split>.txt`` (one file stem per line: the devkit's own files),
 * KITTI: ``ImageSets/<split>.txt`` (frame ids, read by :class:`~.kitti.KittiDetection`),
+* a COCO folder (``annotations/instances_X.json``, images in ``X/``): its annotation files, ``--split X``;
 * a COCO json ``X.json``: ``X.<split>.txt`` beside it; a YOLO folder: ``<folder>/<split>.txt``; both one
   image per line, as its path relative to the image folder (``cam1/a.jpg``, so ``cam2/a.jpg`` is another
   image); a bare file name, as older split files list, is read when no other image has that name.
@@ -18,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .coco_folder import coco_folder_splits
 from .io import DataError
 from .kitti import KittiDetection
 from .sample import DetectionSource, Subset
@@ -87,9 +89,21 @@ def split_entries(source: DetectionSource) -> list[str]:
     return [image_key(source, s) for s in source.samples]
 
 
+def check_splittable(spec: str | Path) -> None:
+    """A :class:`DataError` for a COCO folder: its splits are its annotation files (``--split train2017``), and a
+    split of one of them is written beside that json."""
+    spec = Path(spec)
+    splits = coco_folder_splits(spec) if spec.is_dir() else {}
+    if splits:
+        example = next(iter(next(iter(splits.values())).values()))
+        raise DataError(f"{spec}: a COCO folder's splits are its annotation files ({', '.join(splits)}); to split "
+                        f"one of them, give its json (e.g. {example})")
+
+
 def split_target(spec: str | Path, source: DetectionSource, split: str) -> Path:
     """The file that holds ``split`` of the data set ``spec`` (opened as ``source``)."""
     spec = Path(spec)
+    check_splittable(spec)
     if isinstance(source, VocDetection):
         return voc_split_file(spec, split)
     if isinstance(source, KittiDetection):

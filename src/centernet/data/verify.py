@@ -1,66 +1,205 @@
-"""Check every image of a data set once before training: it exists, decodes, is complete and has the size
-its annotation states. All problems are reported at once (not one per crashed run)."""
+"""Check every image of a data set before training: it exists, decodes, is complete and has the size its
+annotation states. All problems are reported at once (not one per crashed run).
+
+What the check learns of a good image (its decoded size, whether it lacks its end marker) is remembered per
+image file, by its path, size and modification time (:mod:`.cache`, ``image_checks/``): a later start checks
+only images it has not seen in that version, so the second start on COCO checks nothing and takes seconds. A
+changed image (other size or time) is checked again. Only images found usable are remembered: a missing,
+undecodable or oversized image is checked, and reported, at every start until it is fixed; a size that
+differs from the annotation and a truncated file are reported at every start too (from what was remembered).
+"""
 from __future__ import annotations
 
+import json
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .io import DataError, ImageTooLarge, printable, read_image, truncated
-from .sample import DetectionSource, Sample
+from . import cache
+from .io import DataError, ImageTooLarge, decoded_size, max_image_pixels, printable, truncated
+from .sample import DetectionSource, Sample, SampleTable
 
 MAX_LISTED = 20  # problems named per message; the rest are counted
 THREADS = 4  # OpenCV decodes without holding the GIL
+#: bump when what a remembered check means changes (the OpenCV version is part of the key as well)
+CHECK_FORMAT = 1
 
 
 @dataclass
 class VerifyReport:
-    """Problems found by :func:`verify_images`, each ``"<file>: <problem>"``."""
+    """Problems found by :func:`verify_images`, each ``"<file>: <problem>"``; ``checked`` images in all, of
+    which ``remembered`` were known from an earlier check of the same file version."""
 
     checked: int = 0
     errors: list[str] = field(default_factory=list)  # the image cannot be trained on
     warnings: list[str] = field(default_factory=list)  # usable, but worth knowing (truncated JPEG)
+    remembered: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
 
-def check_image(sample: Sample) -> tuple[str | None, str | None]:
-    """(error, warning) of one sample's image: missing, undecodable or of another size than annotated is an
-    error; a truncated JPEG / PNG that still decodes is a warning."""
-    path = Path(sample.path)
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the check learnt of a readable image: the size it decodes to, and whether it lacks its end marker."""
+
+    width: int
+    height: int
+    truncated: bool
+
+
+def inspect_image(path: str | Path) -> ImageFacts | str:
+    """The facts of the image at ``path``, or the error that makes it unusable (missing, undecodable, over the
+    pixel limit)."""
     try:
-        height, width = read_image(path).shape[:2]
+        width, height = decoded_size(path)
     except ImageTooLarge as err:
-        return str(err), None
+        return str(err)
     except DataError:
-        return (f"{path}: not found" if not path.is_file() else f"{path}: cannot be decoded (corrupt or not an "
-                "image)"), None
-    if (width, height) != (sample.width, sample.height):
-        return (f"{path}: the image is {width}x{height} but its annotation says {sample.width}x{sample.height} "
+        if not os.path.isfile(path):
+            return f"{path}: not found"
+        return f"{path}: cannot be decoded (corrupt or not an image)"
+    return ImageFacts(width, height, truncated(path))
+
+
+def judge(path: Path | str, facts: ImageFacts | str, width: int, height: int) -> tuple[str | None, str | None]:
+    """(error, warning) of an image with ``facts`` annotated as ``width`` x ``height``: of another size than
+    annotated is an error; a truncated JPEG / PNG that still decodes is a warning."""
+    if isinstance(facts, str):
+        return facts, None
+    if (facts.width, facts.height) != (width, height):
+        return (f"{path}: the image is {facts.width}x{facts.height} but its annotation says {width}x{height} "
                 "(boxes would be placed wrongly)"), None
-    if truncated(path):
+    if facts.truncated:
         return None, f"{path}: truncated (no end-of-image marker; the missing part decodes as grey)"
     return None, None
 
 
-def verify_images(samples: Sequence[Sample], progress: bool = True, desc: str = "checking images") -> VerifyReport:
-    """Run :func:`check_image` on every sample (in threads, with a progress bar)."""
-    report = VerifyReport(checked=len(samples))
+def check_image(sample: Sample) -> tuple[str | None, str | None]:
+    """(error, warning) of one sample's image, checked now: missing, undecodable or of another size than
+    annotated is an error; a truncated JPEG / PNG that still decodes is a warning."""
+    path = Path(sample.path)
+    return judge(path, inspect_image(path), sample.width, sample.height)
+
+
+class CheckMemory:
+    """The remembered facts of images, one cache file per folder: ``{name: [size, mtime_ns, width, height,
+    truncated]}``, kept while the file has that size and modification time."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, dict[str, list[int]]] = {}
+        self.changed: set[str] = set()
+        self.key = {"format": CHECK_FORMAT, "opencv": cv2.__version__}
+        self.max_pixels = max_image_pixels()
+
+    def _file(self, folder: str) -> Path | None:
+        return cache.cache_file("image_checks", folder, ".json")
+
+    def _folder(self, folder: str) -> dict[str, list[int]]:
+        known = self.folders.get(folder)
+        if known is None:
+            known = {}
+            path = self._file(folder)
+            try:
+                if path is not None and path.is_file():
+                    stored = json.loads(path.read_text(encoding="utf-8"))
+                    if stored.get("key") == self.key and stored.get("folder") == folder:
+                        known = {name: entry for name, entry in stored["images"].items()
+                                 if isinstance(entry, list) and len(entry) == 5 and all(type(v) is int for v in entry)}
+            except (OSError, ValueError, KeyError, AttributeError, TypeError):  # unreadable: check again
+                known = {}
+            self.folders[folder] = known
+        return known
+
+    def recall(self, path: str, state: os.stat_result | None) -> ImageFacts | None:
+        """The facts remembered of this version of ``path`` (``state``: its stat, None if it has none)."""
+        if state is None:
+            return None
+        folder, name = os.path.split(os.path.abspath(path))
+        entry = self._folder(folder).get(name)
+        if entry is None or entry[0] != state.st_size or entry[1] != state.st_mtime_ns:
+            return None
+        if entry[2] * entry[3] > self.max_pixels:  # the limit was lowered since: check again
+            return None
+        return ImageFacts(int(entry[2]), int(entry[3]), bool(entry[4]))
+
+    def remember(self, path: str, state: os.stat_result, facts: ImageFacts) -> None:
+        folder, name = os.path.split(os.path.abspath(path))
+        self._folder(folder)[name] = [state.st_size, state.st_mtime_ns, facts.width, facts.height, int(facts.truncated)]
+        self.changed.add(folder)
+
+    def save(self) -> None:
+        for folder in sorted(self.changed):
+            path = self._file(folder)
+            if path is not None:
+                text = json.dumps({"key": self.key, "folder": folder, "images": self.folders[folder]})
+                cache.write_atomic(path, lambda f: f.write(text.encode("utf-8", "surrogatepass")))
+        self.changed.clear()
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _same_version(a: os.stat_result | None, b: os.stat_result | None) -> bool:
+    return a is not None and b is not None and (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)
+
+
+def image_records(samples: Sequence[Sample]) -> tuple[list[str], list[int], list[int]]:
+    """(image path as a string, annotated width, annotated height) of every sample (of a
+    :class:`~.sample.SampleTable`, without making samples or paths)."""
+    if isinstance(samples, SampleTable):
+        paths, widths, heights = samples.image_records()
+        return paths, widths.tolist(), heights.tolist()
+    return [str(Path(s.path)) for s in samples], [s.width for s in samples], [s.height for s in samples]
+
+
+def verify_images(samples: Sequence[Sample], progress: bool = True, desc: str = "checking images",
+                  remember: bool = True) -> VerifyReport:
+    """Run the check on the image of every sample: from what is remembered of an unchanged image file, else
+    by inspecting it (in threads, with a progress bar), then remembering what was learnt of the good ones
+    (``remember=False``: neither recall nor remember)."""
+    names, widths, heights = image_records(samples)  # (strings, as a Path shows itself in the messages)
+    memory = CheckMemory() if remember and cache.cache_root() is not None else None
+    facts: dict[str, ImageFacts | str] = {}
+    states: dict[str, os.stat_result | None] = {}
+    for name in names:
+        if name in states:
+            continue
+        states[name] = state = _stat(name)
+        known = memory.recall(name, state) if memory is not None else None
+        if known is not None:
+            facts[name] = known
+    todo = [name for name in states if name not in facts]
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        results = tqdm(pool.map(check_image, samples), total=len(samples), desc=desc, leave=False,
-                       disable=None if progress else True)
-        for error, warning in results:
-            if error:
-                report.errors.append(error)
-            if warning:
-                report.warnings.append(warning)
+        found = tqdm(pool.map(inspect_image, todo), total=len(todo), desc=desc, leave=False,
+                     disable=None if progress and todo else True)
+        for name, result in zip(todo, found):
+            facts[name] = result
+            state = states[name]
+            if memory is not None and isinstance(result, ImageFacts) and _same_version(state, _stat(name)):
+                memory.remember(name, state, result)  # (unchanged while it was read: the facts are of this version)
+    if memory is not None:
+        memory.save()
+    inspected = set(todo)
+    report = VerifyReport(checked=len(names), remembered=sum(1 for n in names if n not in inspected))
+    for name, width, height in zip(names, widths, heights):
+        error, warning = judge(name, facts[name], width, height)
+        if error:
+            report.errors.append(error)
+        if warning:
+            report.warnings.append(warning)
     return report
 
 
@@ -81,11 +220,16 @@ def check_object_limit(source: DetectionSource, limit: int, beyond: Callable[[Sa
                        name: str = "training") -> tuple[int, int]:
     """Count the objects of ``source`` that get no target because a sample holds more than ``limit``
     (``data.max_objects``): ``beyond(sample)`` says how many of one sample (the task's
-    ``objects_beyond_limit``). Warns once, counted, when there are any; returns (objects, images)."""
-    counts = [beyond(sample) for sample in source.samples]
+    ``objects_beyond_limit``). Warns once, counted, when there are any; returns (objects, images).
+    Only samples of more than ``limit`` objects (crowd regions included) can have objects beyond it: of a
+    :class:`~.sample.SampleTable`, only those are made and asked."""
+    samples = source.samples
+    if isinstance(samples, SampleTable):
+        samples = samples.select(np.nonzero(samples.object_counts() > limit)[0])
+    counts = [beyond(sample) for sample in samples]
     objects, images = sum(counts), sum(1 for n in counts if n)
     if objects:
-        fullest = max(int(np.count_nonzero(~s.ignore)) for s, n in zip(source.samples, counts) if n)
+        fullest = max(int(np.count_nonzero(~s.ignore)) for s, n in zip(samples, counts) if n)
         warnings.warn(f"{objects} objects in {images} {name} images beyond data.max_objects={limit} are not trained "
                       f"(up to {fullest} objects in one image); raise data.max_objects", stacklevel=2)
     return objects, images

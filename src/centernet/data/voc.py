@@ -10,7 +10,7 @@ import numpy as np
 from .convert import BoxCleaner, check_images, to_coco_dict
 from .formats import OpenRequest, register_format
 from .io import DataError
-from .sample import DetectionSource, Sample
+from .sample import DetectionSource, Sample, pack_samples
 
 #: (annotation folder, image folders in the order tried): this project's layout, then the VOC devkit's
 LAYOUTS = (("annotations", ("images", "JPEGImages")), ("Annotations", ("JPEGImages", "images")))
@@ -62,6 +62,7 @@ class VocDetection(DetectionSource):
                 boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4), labels=np.array(labels, dtype=np.int64),
                 ignore=np.array(ignore, dtype=bool)))
         cleaner.report()
+        self.samples = pack_samples(self.samples)  # arrays, shared by DataLoader workers without copies
 
     def _list_files(self, split_file: str | Path | None) -> list[Path]:
         if split_file is None:

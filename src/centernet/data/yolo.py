@@ -11,7 +11,7 @@ import numpy as np
 from .convert import BoxCleaner, check_images, to_coco_dict
 from .formats import OpenRequest, register_format
 from .io import DataError, read_image
-from .sample import DetectionSource, Sample
+from .sample import DetectionSource, Sample, pack_samples
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 # Normalised coordinates may overshoot [0, 1] by this much (a common export artefact: they are clipped,
@@ -82,6 +82,7 @@ class YoloDetection(DetectionSource):
                 image_id=index + 1, path=path, width=width, height=height,
                 boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4), labels=np.array(classes, dtype=np.int64)))
         cleaner.report()
+        self.samples = pack_samples(self.samples)  # arrays, shared by DataLoader workers without copies
 
     @staticmethod
     def _parse(path: Path, num_classes: int | None) -> tuple[list[tuple[float, float, float, float, float]], int]:

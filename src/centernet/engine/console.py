@@ -50,7 +50,10 @@ def data_summary(source: Any) -> str:
     """"80 images, 739 objects, 80 classes" for a data source (``samples`` with ``labels`` / ``ignore``,
     ``class_names``); crowd regions are not counted as objects."""
     samples = getattr(source, "samples", source)
-    objects = sum(len(s.labels) - (np.count_nonzero(s.ignore) if s.ignore is not None else 0) for s in samples)
+    if hasattr(samples, "object_counts"):  # a SampleTable: counted from its arrays, no sample made
+        objects = int(samples.object_counts(trained_only=True).sum())
+    else:
+        objects = sum(len(s.labels) - (np.count_nonzero(s.ignore) if s.ignore is not None else 0) for s in samples)
     classes = len(getattr(source, "class_names", ()))
     return f"{plural(len(samples), 'image')}, {plural(objects, 'object')}, {plural(classes, 'class')}"
 

@@ -112,16 +112,23 @@ def evaluate_sharded_result(model, task, source: DetectionSource, settings, devi
     if not is_distributed():
         return evaluate(model, task, source, settings, device, progress=progress)
     scorer = task.scorer(source)
-    shard = Subset(source, range(rank(), len(source), world_size()))
+    headline = scorer.headline
+    shard = Subset(source, range(rank(), len(source), world_size()))  # a view: no copy of the samples
     scorer.add(scorer_results(model, task, shard, settings, device, progress))
-    gathered: list[Any] = [None] * world_size()
-    dist.all_gather_object(gathered, scorer.state())
+    state = scorer.state()
+    del scorer  # from here on ``state`` is the only reference to this rank's results
+    # gathered on rank 0 only (every rank holding every rank's results would be world-size copies of all of
+    # them per process); rank 0 reads its own back from the gather, so each process holds one copy of each
+    gathered: list[Any] | None = [None] * world_size() if rank() == 0 else None
+    dist.gather_object(state, gathered, dst=0)
+    del state
     metrics: list[Any] = [None]
     per_class = None
-    if rank() == 0:
+    if gathered is not None:
         total = task.scorer(source)
         total.merge(gathered)
+        del gathered
         metrics = [total.result()]
         per_class = getattr(total, "per_class", None)
     dist.broadcast_object_list(metrics, src=0)
-    return EvalResult(metrics[0], [], scorer.headline, per_class=per_class)
+    return EvalResult(metrics[0], [], headline, per_class=per_class)

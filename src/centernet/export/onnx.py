@@ -241,6 +241,14 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
+def file_opset(path: str | Path) -> int:
+    """The default-domain opset an .onnx file declares."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
 class OnnxRunner:
     """onnxruntime session of an exported model: images [B, 3, H, W] -> {map name: [B, n, h, w]}, the
     runner hook of :class:`centernet.engine.predictor.Predictor`. A model exported with ``decode=True``
