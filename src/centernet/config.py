@@ -74,6 +74,14 @@ class TrainConfig:
     lr: float = 1.25e-4
     lr_steps: tuple[int, ...] = (90, 120)
     lr_factor: float = 0.1
+    # "step" (the paper's: x lr_factor at each of lr_steps) or "cosine" (from lr down to lr x lr_factor over the
+    # epochs after the warm-up, per step; lr_steps unused); both per optimizer step when warmup_epochs > 0
+    schedule: str = "step"
+    warmup_epochs: float = 0.0  # linear warm-up of the lr from 0 over this many epochs (per step); 0: none
+    # exponential moving average of the weights (0: off), e.g. 0.999: the decay at update n is
+    # min(ema, (1 + n) / (10 + n)); the average is validated and saved as the model (best.pth / last.pth),
+    # the raw weights travel beside it in the checkpoint for --resume
+    ema: float = 0.0
     weight_decay: float = 0.0
     device: str = "auto"  # auto: CUDA if available, else CPU
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
@@ -133,6 +141,8 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("data", "down_ratio"): (1, 64),
     ("data", "max_objects"): (1, 1_000_000),
     ("data", "num_workers"): (0, 1_024),
+    ("train", "warmup_epochs"): (0, 100_000),
+    ("train", "ema"): (0, 0.999999),
 }
 
 

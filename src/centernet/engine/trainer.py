@@ -1,5 +1,9 @@
 """The one trainer: Adam with the step schedule, AMP on CUDA, DDP under torchrun, resumable checkpoints.
 
+Recipe options, off in the paper presets (:mod:`.recipe`): ``train.schedule="cosine"`` and
+``train.warmup_epochs`` set the rate before every step; ``train.ema`` keeps a moving average of the weights that
+is validated and saved as the model (the raw weights ride along in the checkpoint as ``raw_model`` for resume).
+
 A step whose loss or gradients are not finite is skipped (weights, optimizer state and batch-norm
 statistics unchanged) and counted; ``train.max_bad_steps`` of them in a row stop the run with
 :class:`TrainingDiverged`, naming the last good checkpoint. Non-finite weights are never saved.
@@ -39,6 +43,7 @@ from .distributed import resolve_device
 from .errors import Interrupted, TrainingDiverged
 from .evaluator import EvalResult, EvalSettings
 from .rundir import append_log, write_config, write_log
+from .recipe import ModelEma, lr_at, per_step
 from .reports import RunReports
 
 #: record keys that are not loss terms
@@ -117,6 +122,8 @@ class Trainer:
         self.model = model
         self.optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(t.lr_steps), t.lr_factor)
+        # train.ema: the average is what is validated and saved as the model; the raw weights keep training
+        self.ema = ModelEma(model, t.ema) if t.ema > 0 else None
         self.amp = t.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.dataset = train_dataset(cfg, train_source, task)
@@ -169,14 +176,18 @@ class Trainer:
         """Write ``name`` in the run folder, unless the weights are not finite (then nothing is overwritten
         and :class:`TrainingDiverged` names the last good checkpoint)."""
         path = self.out_dir / name
-        if not finite_state(self.model):  # every rank holds the same weights: every rank stops
+        if not finite_state(self.model) or (self.ema is not None and not finite_state(self.ema.module)):
+            # every rank holds the same weights: every rank stops
             raise TrainingDiverged(f"the weights are not finite after epoch {self.epoch}; {path} was not "
                                    f"overwritten. {self._last_good_text()}")
         if self.rank == 0:
-            save_checkpoint(path, self.cfg, self.model, epoch=self.epoch, step=self.step, best=self.best,
-                            best_epoch=self.best_epoch,
+            extra: dict[str, Any] = {}
+            if self.ema is not None:  # the average is the model; the raw weights go on training on --resume
+                extra = {"raw_model": unwrap(self.model).state_dict(), "ema_updates": self.ema.updates}
+            save_checkpoint(path, self.cfg, self.evaluated_model(), epoch=self.epoch, step=self.step,
+                            best=self.best, best_epoch=self.best_epoch,
                             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-                            scaler=self.scaler.state_dict(), history=self.history)
+                            scaler=self.scaler.state_dict(), history=self.history, **extra)
         if name == "last.pth":
             self.last_good = (path, self.epoch)
         return path
@@ -188,7 +199,12 @@ class Trainer:
         from the checkpoint's replaces it from the checkpoint's epoch on. ``payload``: the file's content
         when already read."""
         payload = payload if payload is not None else read_checkpoint(path)
-        load_model_state(unwrap(self.model), payload["model"], path)
+        raw = payload.get("raw_model")  # written with train.ema: "model" holds the average
+        load_model_state(unwrap(self.model), raw if raw is not None else payload["model"], path)
+        if self.ema is not None:
+            self.ema = ModelEma(self.model, self.cfg.train.ema, int(payload.get("ema_updates", 0)))
+            if raw is not None:
+                load_model_state(self.ema.module, payload["model"], path)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         if payload.get("scaler") and self.scaler.is_enabled():  # empty when written without AMP
@@ -212,6 +228,23 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["initial_lr"], group["lr"] = lr, current
         self.scheduler._last_lr = [current] * len(self.optimizer.param_groups)
+
+    def evaluated_model(self) -> nn.Module:
+        """What is validated and saved as the model: the moving average with ``train.ema``, else the weights."""
+        return self.ema.module if self.ema is not None else unwrap(self.model)
+
+    def _steps_per_epoch(self, loader: DataLoader) -> int:
+        t = self.cfg.train
+        return len(loader) if t.max_steps_per_epoch is None else min(len(loader), t.max_steps_per_epoch)
+
+    def _set_lr(self, index: int, steps: int) -> float:
+        """With a per-step schedule (:func:`~.recipe.per_step`), set the rate of step ``index`` of ``steps`` in
+        this epoch; returns the rate in force."""
+        if per_step(self.cfg.train):
+            rate = lr_at(self.cfg.train, self.epoch + (index + 1) / max(steps, 1))
+            for group in self.optimizer.param_groups:
+                group["lr"] = rate
+        return self.optimizer.param_groups[0]["lr"]
 
     def _last_good_text(self) -> str:
         if self.last_good is None:
@@ -269,7 +302,7 @@ class Trainer:
         self.model.train()
         t = self.cfg.train
         loader = self._loader(self.epoch)
-        steps = len(loader) if t.max_steps_per_epoch is None else min(len(loader), t.max_steps_per_epoch)
+        steps = self._steps_per_epoch(loader)
         sums: dict[str, float] = {}
         bar = tqdm(total=steps, desc=f"epoch {self.epoch + 1}/{t.epochs}", disable=None if self.progress else True,
                    leave=False)
@@ -286,11 +319,14 @@ class Trainer:
                 outputs = self.model(batch["input"])
             loss, terms = self.task.loss(outputs, batch)
             self.optimizer.zero_grad(set_to_none=True)
+            self._set_lr(i, steps)
             if not self._step(loss):
                 self._bad_step(loss, terms, i)
                 bar.update()
                 continue
             self.bad_in_row = 0
+            if self.ema is not None:
+                self.ema.update(self.model)
             self.step += 1
             values = {"loss": loss.detach(), **terms}
             for k, v in values.items():  # tensors: no host sync per term and step
@@ -301,6 +337,8 @@ class Trainer:
             lines.update(i + 1, values)
         bar.close()
         dist_utils.broadcast_buffers(unwrap(self.model))  # every rank evaluates / saves rank 0's model
+        if self.ema is not None:
+            dist_utils.broadcast_buffers(self.ema.module)
         elapsed = time.perf_counter() - start
         if self.loss_keys is None and sums:
             self.loss_keys = list(sums)  # "loss", then the task's terms in its order
@@ -318,7 +356,7 @@ class Trainer:
         """The task scorer's metrics on the validation source (each rank scores a shard; rank 0 merges);
         the whole result stays in ``last_eval`` (per-class curves, detected boxes) for the reports."""
         settings = EvalSettings.from_config(self.cfg, batch_size=1)
-        model = unwrap(self.model)
+        model = self.evaluated_model()
         self.last_eval = dist_utils.evaluate_sharded_result(model, self.task, self.val_source, settings,
                                                             self.device, progress=self.progress)
         self.headline = self.last_eval.headline
@@ -336,8 +374,16 @@ class Trainer:
                                   self.val_source, flops=t.flops)
         plan = (f"{self.task.name}, input {w}x{h}, batch {t.batch_size}"
                 + (f" ({self.world} processes)" if self.world > 1 else "")
-                + f", lr {t.lr:.2e}, epochs {self.epoch + 1}..{t.epochs}, lr x{t.lr_factor:g} after epochs "
-                + (", ".join(str(s) for s in t.lr_steps if s < t.epochs) or "none"))
+                + f", lr {t.lr:.2e}, epochs {self.epoch + 1}..{t.epochs}, ")
+        if t.schedule == "cosine":
+            plan += f"cosine to lr x{t.lr_factor:g}"
+        else:
+            plan += f"lr x{t.lr_factor:g} after epochs " + (", ".join(str(s) for s in t.lr_steps if s < t.epochs)
+                                                            or "none")
+        if t.warmup_epochs:
+            plan += f", warm-up {t.warmup_epochs:g} epochs"
+        if t.ema:
+            plan += f", EMA {t.ema:g}"
         if self.val_source is not None and t.val_interval:
             plan += f", val every {t.val_interval} ({self.headline})"
         if t.patience:
@@ -382,7 +428,8 @@ class Trainer:
         try:
             while self.epoch < t.epochs and not stopped:
                 start = time.perf_counter()
-                record: dict[str, Any] = {"epoch": self.epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+                lr = self._set_lr(0, self._steps_per_epoch(self._loader(self.epoch)))
+                record: dict[str, Any] = {"epoch": self.epoch + 1, "lr": lr}
                 record.update(self.train_epoch())
                 self.scheduler.step()
                 self.epoch += 1

@@ -68,3 +68,22 @@ def decode_ctdet(heat: Tensor, wh: Tensor, reg: Tensor | None = None, K: int = 1
     score, inds, classes, ys, xs = topk(peaks(heat), K)
     boxes = boxes_at(inds, xs, ys, wh, reg)  # [B, K, 4]
     return torch.cat([boxes, score.unsqueeze(2), classes.to(heat.dtype).unsqueeze(2)], dim=2)
+
+
+def ltrb_boxes(ltrb: Tensor) -> Tensor:
+    """Distances ``ltrb`` [B, 4, H, W] (left, top, right, bottom, output pixels) from each pixel (x, y), taken
+    at the point (x, y) itself -> boxes [B, 4, H, W] (x1, y1, x2, y2)."""
+    h, w = ltrb.shape[-2:]
+    ys = torch.arange(h, dtype=ltrb.dtype, device=ltrb.device).view(1, h, 1)
+    xs = torch.arange(w, dtype=ltrb.dtype, device=ltrb.device).view(1, 1, w)
+    return torch.stack([xs - ltrb[:, 0], ys - ltrb[:, 1], xs + ltrb[:, 2], ys + ltrb[:, 3]], dim=1)
+
+
+def decode_ltrb(heat: Tensor, ltrb: Tensor, K: int = 100) -> Tensor:
+    """Boxes from sigmoid'ed ``heat`` [B, C, H, W] and distances ``ltrb`` [B, 4, H, W] from each peak pixel to
+    the box's sides (TTFNet). Returns [B, K, 6] rows (x1, y1, x2, y2, score, class) in output-map pixels."""
+    score, inds, classes, ys, xs = topk(peaks(heat), K)
+    d = gather_feat(ltrb, inds)  # [B, K, 4]
+    xs, ys = xs.to(ltrb.dtype), ys.to(ltrb.dtype)
+    boxes = torch.stack([xs - d[..., 0], ys - d[..., 1], xs + d[..., 2], ys + d[..., 3]], dim=2)
+    return torch.cat([boxes, score.unsqueeze(2), classes.to(heat.dtype).unsqueeze(2)], dim=2)

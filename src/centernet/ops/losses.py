@@ -56,3 +56,25 @@ def reg_smooth_l1_loss(pred: Tensor, ind: Tensor, mask: Tensor, target: Tensor) 
     weight = valid.unsqueeze(2)  # [B, M, 1]
     loss = F.smooth_l1_loss(gathered * weight, target.float() * weight, reduction="sum")
     return loss / (valid.sum() + 1e-4)
+
+
+def giou_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """TTFNet's box loss: 1 - GIoU of the boxes ``pred`` and ``target`` [B, 4, H, W] (x1, y1, x2, y2 per
+    pixel), weighted by ``weight`` [B, H, W] and divided by the weights' sum + 1e-4 (pixels of weight 0 do not
+    count). GIoU = IoU - (enclosing area - union) / enclosing area."""
+    pred, target, weight = pred.float(), target.float(), weight.float()
+    valid = weight > 0
+    if not bool(valid.any()):
+        return pred.sum() * 0  # keeps the graph: no objects, no box loss
+    p = pred.permute(0, 2, 3, 1)[valid]  # [N, 4]
+    t = target.permute(0, 2, 3, 1)[valid]
+    w = weight[valid]
+    area_p = (p[:, 2] - p[:, 0]).clamp(min=0) * (p[:, 3] - p[:, 1]).clamp(min=0)
+    area_t = (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
+    inter = ((torch.min(p[:, 2], t[:, 2]) - torch.max(p[:, 0], t[:, 0])).clamp(min=0)
+             * (torch.min(p[:, 3], t[:, 3]) - torch.max(p[:, 1], t[:, 1])).clamp(min=0))
+    union = area_p + area_t - inter
+    enclose = ((torch.max(p[:, 2], t[:, 2]) - torch.min(p[:, 0], t[:, 0]))
+               * (torch.max(p[:, 3], t[:, 3]) - torch.min(p[:, 1], t[:, 1])))
+    giou = inter / union.clamp(min=1e-6) - (enclose - union) / enclose.clamp(min=1e-6)
+    return ((1 - giou) * w).sum() / (w.sum() + 1e-4)
