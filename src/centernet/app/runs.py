@@ -69,17 +69,29 @@ def load_model(spec: str | os.PathLike[str], device: str = "cpu", progress: bool
             if not is_detector_name(path.stem):
                 raise
             cfg, model, task = official_model(path.stem, device, path=path)
-            return Loaded(cfg, task, model, None, text, "zoo")
-        return Loaded(cfg, task, model, None, text, "checkpoint")
+            return Loaded(cfg, task, _inference_layout(model, cfg, device), None, text, "zoo")
+        return Loaded(cfg, task, _inference_layout(model, cfg, device), None, text, "checkpoint")
     if is_detector_name(text):
         cfg, model, task = official_model(text, device, progress=progress)
-        return Loaded(cfg, task, model, None, text, "zoo")
+        return Loaded(cfg, task, _inference_layout(model, cfg, device), None, text, "zoo")
     if path.suffix or os.sep in text:  # meant as a file
         raise FileNotFoundError(f"checkpoint not found: {path}")
     raise FileNotFoundError(f"{text}: no such file, and not a model-zoo name (known: {', '.join(detector_names())})")
 
 
 # ------------------------------------------------------------------------------------------ training
+def _inference_layout(model: nn.Module, cfg: ExperimentConfig, device: str) -> nn.Module:
+    """``model`` in channels-last memory on a CPU where its architecture runs faster so
+    (:func:`centernet.models.prefers_channels_last`); the inference path then lays its images out alike."""
+    import torch
+
+    from ..models import prefers_channels_last
+
+    if torch.device(device).type == "cpu" and prefers_channels_last(cfg.model.arch):
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 def training_config(preset: str | None = None, config_file: str | None = None, resume: str | None = None,
                     assignments: Sequence[str] = ()):
     """(config, :class:`~centernet.engine.rundir.Resume` or None): the named preset (default
@@ -331,12 +343,15 @@ def export(loaded: Loaded, out: str | Path = "model.onnx", input_size: tuple[int
         raise ValueError(f"{loaded.source}: export needs a PyTorch model (a checkpoint or a model-zoo name)")
     from ..export.onnx import export_onnx, op_types
 
+    import torch
+
     device = next(loaded.model.parameters()).device
+    loaded.model.to(memory_format=torch.contiguous_format)  # the graph as traced from the plain layout
     try:
         path = export_onnx(loaded.model.cpu(), loaded.task, loaded.cfg, out, input_size=input_size, decode=decode,
                            opset=opset, dynamic=dynamic, dcn_op=dcn_op)
     finally:
-        loaded.model.to(device)
+        _inference_layout(loaded.model.to(device), loaded.cfg, str(device))
     custom = sorted(f"{d}::{o}" for d, o in op_types(path) if d not in ("", "ai.onnx"))
     return path, custom
 

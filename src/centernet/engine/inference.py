@@ -26,7 +26,22 @@ def model_runner(model: nn.Module, task: Task, dtype: torch.dtype = torch.float3
                  device: str | torch.device = "cpu") -> Runner:
     """images [B, 3, H, W] -> activated head maps of the model's last stack; a reduced ``dtype`` (granted by
     :func:`~centernet.engine.precision.resolve_precision`) runs the network under autocast on ``device`` and
-    hands fp32 maps to the task."""
+    hands fp32 maps to the task. A model whose weights are in channels-last memory gets its images so too."""
+    run = _model_runner(model, task, dtype, device)
+    if is_channels_last(model):
+        return lambda images: run(images.contiguous(memory_format=torch.channels_last))
+    return run
+
+
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether the first 4-D weight of ``model`` is laid out channels-last (``model.to(memory_format=...)``)."""
+    weight = next((p for p in model.parameters() if p.dim() == 4), None)
+    return weight is not None and not weight.is_contiguous() and weight.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def _model_runner(model: nn.Module, task: Task, dtype: torch.dtype = torch.float32,
+                  device: str | torch.device = "cpu") -> Runner:
     if dtype == torch.float32:
         return lambda images: task.activate(model(images)[-1])
 
