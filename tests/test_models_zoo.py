@@ -19,12 +19,19 @@ HEADS = {"hm": 80, "wh": 2, "reg": 2}
 PAPER_PARAMS_M = {"res_18": 15.82, "resdcn_18": 14.44, "resdcn_101": 49.67, "dla_34": 19.68, "hourglass": 191.28}
 
 
-def count_params(arch: str) -> int:
+def count_params(arch: str, heads=HEADS) -> int:
     """The original's parameter count: every weight and bias, including the DLA projections it never uses
     (kept here as buffers: see test_dla_keeps_the_original_unused_projections_as_state_not_parameters)."""
     with torch.device("meta"):  # no memory, no init cost
-        model = build_model(arch, HEADS)
+        model = build_model(arch, heads)
     return sum(v.numel() for k, v in model.state_dict().items() if k.endswith((".weight", ".bias")))
+
+
+@pytest.mark.parametrize("arch, millions", [("dla_34", 20.11), ("hourglass", 194.81)])
+def test_pose_parameter_counts_in_the_readme(arch: str, millions: float) -> None:
+    """The README's multi_pose row: the person class with its 17 keypoints' heads."""
+    heads = TASKS.get("multi_pose")(num_classes=1).head_channels()
+    assert round(count_params(arch, heads) / 1e6, 2) == millions
 
 
 @pytest.mark.parametrize("arch", [a for a in ARCHS.names() if a in PAPER_PARAMS_M])
