@@ -390,10 +390,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         check_input_size(loaded.cfg.model.arch, size, loaded.cfg.data.down_ratio, name="--size")
     path, custom = runs.export(loaded, export_path(args.checkpoint, args.out), size,
                                args.decode, args.opset, args.dynamic, args.dcn_op)
-    from .export.onnx import META_DCN_OP, file_opset, read_metadata
+    from .export.onnx import META_DCN_OP, read_header
 
-    dcn = read_metadata(path).get(META_DCN_OP, "none")
-    print(f"wrote {path} (opset {file_opset(path)}, {'detections' if args.decode else 'maps'}, "
+    opset, metadata = read_header(path)
+    dcn = metadata.get(META_DCN_OP, "none")
+    print(f"wrote {path} (opset {opset}, {'detections' if args.decode else 'maps'}, "
           f"{'dynamic' if args.dynamic else 'fixed'} size" + (f", DCNs as {dcn}" if dcn != "none" else "") + ")"
           + (f"; non-standard ops: {custom}" if custom else ""))
     if args.int8:

@@ -63,7 +63,7 @@ def _checkpoint(path: Path) -> tuple[ExperimentConfig, list[tuple[str, str]]]:
 
 def _onnx(path: Path) -> tuple[ExperimentConfig, list[tuple[str, str]]]:
     from ..engine.errors import require
-    from ..export.onnx import META_CONFIG, META_DCN_OP, META_OUTPUTS, file_opset
+    from ..export.onnx import META_CONFIG, META_DCN_OP, META_OUTPUTS, opset_of
 
     onnx = require("onnx", "onnx", "reading an .onnx model")
     model = onnx.load(str(path), load_external_data=False)
@@ -71,7 +71,7 @@ def _onnx(path: Path) -> tuple[ExperimentConfig, list[tuple[str, str]]]:
     if META_CONFIG not in meta:
         raise ValueError(f"{path}: an .onnx model without a centernet configuration (not exported by centernet)")
     cfg = ExperimentConfig.from_dict(json.loads(meta[META_CONFIG]))
-    opset = file_opset(path)
+    opset = opset_of(model)
     dims = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
     text = (f"ONNX model {path}, opset {opset}, input {dims}, outputs {meta.get(META_OUTPUTS, 'maps')}"
             + (f", DCN as {meta[META_DCN_OP]}" if META_DCN_OP in meta else ""))

@@ -41,9 +41,9 @@ def claim_output_dir(folder: str | Path, command: str, inputs: Iterable[str | Pa
             shown = ", ".join(foreign[:LISTED]) + (f" and {len(foreign) - LISTED} more" if len(foreign) > LISTED else "")
             raise OutputError(f"{flag} {folder} holds files that centernet {command} did not write ({shown}); "
                               f"name a new or empty folder")
-    elif mark.is_file() and _mark_command(mark) != command:
-        raise OutputError(f"{flag} {folder} holds the outputs of centernet {_mark_command(mark) or 'another command'}"
-                          f", not of {command}; name a new or empty folder")
+    elif mark.is_file() and (maker := _mark_command(mark)) != command:
+        raise OutputError(f"{flag} {folder} holds the outputs of centernet {maker or 'another command'}, not of "
+                          f"{command}; name a new or empty folder")
     folder.mkdir(parents=True, exist_ok=True)
     mark.write_text(json.dumps({"command": command}) + "\n")
     return folder

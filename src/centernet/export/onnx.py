@@ -236,16 +236,19 @@ def op_types(path: str | Path) -> set[tuple[str, str]]:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    import onnx
-
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return read_header(path)[1]
 
 
-def file_opset(path: str | Path) -> int:
-    """The default-domain opset an .onnx file declares."""
+def read_header(path: str | Path) -> tuple[int, dict[str, str]]:
+    """(default-domain opset, metadata) of an .onnx file, read in one load."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
+    return opset_of(model), {p.key: p.value for p in model.metadata_props}
+
+
+def opset_of(model: Any) -> int:
+    """The default-domain opset an ONNX ``ModelProto`` declares."""
     return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
