@@ -101,6 +101,18 @@ def _truncated_jpeg(d: Path, a: dict) -> None:
     (d / "cut.jpg").write_bytes(encoded[: int(len(encoded) * 0.7)])
 
 
+def _header_only_jpeg(d: Path, a: dict) -> None:
+    """A JPEG of the annotated size cut after its frame header and closed: its header and end marker are
+    sound, its image data is missing."""
+    path = d / a["images"][1]["file_name"]
+    data, at = cv2.imencode(".jpg", cv2.imread(str(path)))[1].tobytes(), 2
+    while data[at + 1] != 0xC0:
+        at += 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    path.unlink()
+    a["images"][1]["file_name"] = "noscan.jpg"
+    (d / "noscan.jpg").write_bytes(data[:at + 2 + int.from_bytes(data[at + 2:at + 4], "big")] + b"\xff\xd9")
+
+
 def _bad_boxes(d: Path, a: dict) -> None:
     a["annotations"][0]["bbox"] = [10, 10, 0, 5]  # zero width
     a["annotations"][1]["bbox"] = [50, 50, 40, 40]  # sticks out of the 64x64 image
@@ -238,6 +250,11 @@ CASES = [
          lambda e, t: e.train("--workers", "1", "--set", "data.verify=false",
                               ann=e.coco_copy("garbage", _garbage_image), out=str(t / "r")),
          lambda e, t: ["image could not be decoded", "000002.png"]),
+    Case("D9h", "an image with a sound header and end marker whose data does not decode, checked by headers "
+                "(`data.verify=headers`, as `true` checks sets of over 10,000 images)", FAILS,
+         lambda e, t: e.train("--workers", "1", "--set", "data.verify=headers",
+                              ann=e.coco_copy("noscan", _header_only_jpeg), out=str(t / "r")),
+         lambda e, t: ["image could not be decoded", "noscan.jpg"]),
     Case("D10", "boxes of zero size or sticking out of the image", WARNS,
          lambda e, t: e.train(ann=e.coco_copy("boxes", _bad_boxes), out=str(t / "r")),
          lambda e, t: ["skipped 1 degenerate boxes", "clipped 1 boxes"]),

@@ -9,6 +9,7 @@ import pickle
 import struct
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -18,7 +19,7 @@ from centernet.data import DataError, open_dataset, read_image
 from centernet.data import cache, coco, verify
 from centernet.data.coco import CocoDetection
 from centernet.data.convert import BoxCleaner, clean_boxes
-from centernet.data.io import decoded_size
+from centernet.data.io import decoded_size, stated_size
 from centernet.data.sample import Relabeled, Sample, SampleTable, Subset
 from centernet.data.splits import make_split
 from centernet.data.verify import check_object_limit
@@ -238,10 +239,82 @@ def _jpeg(path: Path, width: int, height: int, orientation: int | None = None) -
 def test_decoded_size_is_the_size_read_image_returns(tmp_path, size, orientation):
     path = _jpeg(tmp_path / "a.jpg", *size, orientation)
     height, width = read_image(path).shape[:2]
-    assert decoded_size(path) == (width, height)
+    assert decoded_size(path) == (width, height) == stated_size(path)  # the header alone says it too
     png = tmp_path / "a.png"
     cv2.imwrite(str(png), np.zeros((17, 9, 3), np.uint8))
-    assert decoded_size(png) == (9, 17)
+    assert decoded_size(png) == (9, 17) == stated_size(png)
+
+
+def _without_scan(path: Path) -> Path:
+    """The JPEG at ``path`` cut after its frame header (no tables, no image data) and closed with an end
+    marker: its header states a size, and it does not decode."""
+    data, at = path.read_bytes(), 2
+    while data[at + 1] != 0xC0:
+        at += 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
+    path.write_bytes(data[:at + 2 + struct.unpack(">H", data[at + 2:at + 4])[0]] + b"\xff\xd9")
+    return path
+
+
+def test_what_headers_alone_cannot_settle_is_decoded(tmp_path):
+    png = tmp_path / "exif.png"  # a PNG with an EXIF chunk (OpenCV turns it, or not, by its version)
+    cv2.imwrite(str(png), np.zeros((6, 10, 3), np.uint8))
+    data = png.read_bytes()
+    tiff = b"MM\x00*" + struct.pack(">IH", 8, 1) + struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + b"\0" * 4
+    at = data.index(b"IDAT") - 4
+    png.write_bytes(data[:at] + struct.pack(">I", len(tiff)) + b"eXIf" + tiff + b"\0" * 4 + data[at:])
+    bmp = tmp_path / "a.bmp"
+    cv2.imwrite(str(bmp), np.zeros((5, 7, 3), np.uint8))
+    broken_exif = _jpeg(tmp_path / "b.jpg", 30, 20)
+    data = broken_exif.read_bytes()
+    broken_exif.write_bytes(data[:2] + b"\xff\xe1\x00\x0cExif\x00\x00XXXX" + data[2:])  # not a TIFF block
+    for path in (png, bmp, broken_exif):
+        assert stated_size(path) is None
+        facts = verify.inspect_image(path, decode=False)
+        height, width = read_image(path).shape[:2]
+        assert facts.decoded and (facts.width, facts.height) == (width, height)
+
+
+def test_a_large_set_is_checked_by_headers_and_a_bad_image_is_told_when_first_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("CENTERNET_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "img"
+    good = [_jpeg(folder / f"{i}.jpg", 40 + i, 30, 6 if i == 2 else None) for i in range(4)]
+    no_scan = _without_scan(_jpeg(folder / "noscan.jpg", 24, 16))
+    wrong = _jpeg(folder / "wrong.jpg", 20, 10)
+    cut = _jpeg(folder / "cut.jpg", 50, 30)
+    cut.write_bytes(cut.read_bytes()[:-2])
+    sizes = [(40, 30), (41, 30), (30, 42), (43, 30)]  # the third is turned by its EXIF orientation
+    samples = [Sample(i, p, w, h, [], []) for i, (p, (w, h)) in enumerate(zip(good, sizes))]
+    samples += [Sample(10, no_scan, 24, 16, [], []), Sample(11, wrong, 21, 10, [], []), Sample(12, cut, 50, 30, [], []),
+                Sample(13, folder / "missing.jpg", 5, 5, [], [])]
+    source = SimpleNamespace(samples=samples)
+    monkeypatch.setattr(verify, "FULL_CHECK_LIMIT", len(samples) - 1)  # "auto" reads headers from here
+    inspected = []
+    real = verify.inspect_image
+    monkeypatch.setattr(verify, "inspect_image",
+                        lambda path, decode=True: inspected.append((os.path.basename(path), decode)) or real(path, decode))
+    with pytest.raises(DataError) as err:
+        verify.verify_source(source, "training", progress=False)
+    assert "2 of 8 training images cannot be used" in str(err.value) and "noscan" not in str(err.value)
+    assert "wrong.jpg: the image is 20x10" in str(err.value) and "missing.jpg: not found" in str(err.value)
+    assert {decode for _, decode in inspected} == {False} and len(inspected) == 8
+    with pytest.raises(DataError, match="image could not be decoded .*noscan.jpg"):
+        read_image(no_scan)  # what training's first read of it says (test_bad_inputs D9h: through the CLI)
+    inspected.clear()
+    again = verify.verify_images(samples, progress=False, decode=False)  # the second start: headers remembered
+    assert sorted(inspected) == [("missing.jpg", False)] and again.remembered == 7
+    assert again.warnings == [f"{cut}: truncated (no end-of-image marker; the missing part decodes as grey)"]
+    inspected.clear()
+    full = verify.verify_images(samples, progress=False)  # "full": what headers told is not enough
+    assert len(inspected) == 8 and {decode for _, decode in inspected} == {True}
+    assert f"{no_scan}: cannot be decoded (corrupt or not an image)" in full.errors
+    inspected.clear()
+    verify.verify_images(samples, progress=False, decode=False)  # what decoding told serves a header check
+    assert sorted(inspected) == [("missing.jpg", False), ("noscan.jpg", False)]
+    monkeypatch.setattr(verify, "FULL_CHECK_LIMIT", len(samples))  # "auto" decodes a set up to the limit
+    with pytest.raises(DataError, match="3 of 8 training images"):
+        verify.verify_source(source, "training", progress=False)
+    with pytest.raises(ValueError, match='data.verify must be true, false, "full" or "headers", got \'quick\''):
+        verify.verify_source(source, "training", progress=False, mode="quick")
 
 
 def test_the_check_remembers_good_images_and_reports_problems_every_time(tmp_path, monkeypatch):
@@ -258,7 +331,8 @@ def test_the_check_remembers_good_images_and_reports_problems_every_time(tmp_pat
                 Sample(13, folder / "missing.jpg", 5, 5, [], [])]
     inspected = []
     real = verify.inspect_image
-    monkeypatch.setattr(verify, "inspect_image", lambda path: inspected.append(os.path.basename(path)) or real(path))
+    monkeypatch.setattr(verify, "inspect_image",
+                        lambda path, decode=True: inspected.append(os.path.basename(path)) or real(path, decode))
     first = verify.verify_images(samples, progress=False)
     assert first.remembered == 0 and len(inspected) == 9
     assert [e.split(": ", 1)[1] for e in first.errors] == [

@@ -46,7 +46,9 @@ class DataConfig:
     augment_prob: float | None = None
     max_objects: int = 128
     num_workers: int = 2
-    verify: bool = True  # check every image once before training (exists, decodes, annotated size)
+    # check every image once before training (exists, decodes, annotated size, complete): true decodes sets of up
+    # to 10,000 images and reads the headers of larger ones; "full" decodes all, "headers" reads headers, false: none
+    verify: bool | str = True
     test_keep_res: bool = False  # test on the padded original size instead of warping to input_size
     # keep_res padding: each side (n | pad) + 1, CornerNet's n | pad (the task's layout, see prepare_test_image);
     # None: the backbone's pad (31, Hourglass 127)

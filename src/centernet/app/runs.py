@@ -139,9 +139,9 @@ def _train(cfg: ExperimentConfig, resume: Any, explicit_out: bool, exist_ok: boo
         if source is not None and not source.samples:
             raise DataError(f"no {name} images in {spec}" + (f" (split {split})" if split else ""))
     if d.verify and rank0:  # before a run folder is claimed: bad data leaves nothing behind
-        verify_source(train_source, "training", progress=progress)
+        verify_source(train_source, "training", progress=progress, mode=d.verify)
         if val_source is not None:
-            verify_source(val_source, "validation", progress=progress)
+            verify_source(val_source, "validation", progress=progress, mode=d.verify)
     set_classes(cfg, train_source)
     if val_source is not None:  # validated with the training data's classes, matched by name
         val_source = match_classes(val_source, cfg, d.val)
@@ -287,7 +287,7 @@ def evaluate(loaded: Loaded, data: str | DetectionSource, images: str | None = N
     cfg, task = loaded.cfg, loaded.task
     source = match_classes(_source(data, images, split, cfg.task.name), cfg, data)
     if cfg.data.verify:
-        verify_source(source, "evaluation", progress=progress)  # a wrong image size would lower every metric
+        verify_source(source, "evaluation", progress=progress, mode=cfg.data.verify)  # a wrong image size would lower every metric
     settings = eval_settings(cfg, **_test_options(flip, num_workers=workers, scales=tuple(scales),
                                                   precision=precision))
     if keep_res:
@@ -312,7 +312,7 @@ def analyze(loaded: Loaded, data: str | DetectionSource, images: str | None = No
     cfg, task = loaded.cfg, loaded.task
     source = match_classes(_source(data, images, split, cfg.task.name), cfg, data)
     if cfg.data.verify:
-        verify_source(source, "evaluation", progress=progress)
+        verify_source(source, "evaluation", progress=progress, mode=cfg.data.verify)
     settings = eval_settings(cfg, num_workers=workers)
     if settings.input_size is None:
         settings.input_size = tuple(cfg.data.input_size)

@@ -86,19 +86,90 @@ def _checked_size(path: Path) -> tuple[int, int] | None:
     return _checked_header(path)[0]
 
 
-def _checked_header(path: str | Path) -> tuple[tuple[int, int] | None, bool]:
-    """(:func:`_checked_size`, whether the file is a JPEG)."""
+def _checked_header(path: str | Path) -> tuple[tuple[int, int] | None, bytes]:
+    """(:func:`_checked_size`, the first bytes of the file: enough to hold a JPEG's segments up to its size)."""
     if not os.path.isfile(path):
         raise DataError(f"image not found: {path}")
     with open(path, "rb") as f:
         head = f.read(FIRST_BYTES)
         size = header_size(head)
         if size is None and head[:2] == JPEG_START and len(head) == FIRST_BYTES:
-            size = header_size(head + f.read(HEADER_BYTES - FIRST_BYTES))
+            head += f.read(HEADER_BYTES - FIRST_BYTES)
+            size = header_size(head)
     if size is not None and size[0] * size[1] > max_image_pixels():
         raise ImageTooLarge(f"{path}: declares {size[0]} x {size[1]} pixels, over the limit of {max_image_pixels():,} "
                         "(CENTERNET_MAX_IMAGE_PIXELS raises it)")
-    return size, head[:2] == JPEG_START
+    return size, head
+
+
+# EXIF orientations (TIFF tag 0x0112) 5-8 turn the image by a quarter: the decoded image is height x width
+_ORIENTATION_TAG, _TURNED = 0x0112, {5, 6, 7, 8}
+
+
+def _tiff_orientation(tiff: bytes) -> int | None:
+    """The orientation an EXIF (TIFF) block states in its first directory: 1 (upright) when it states none;
+    None when the block cannot be read."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return None
+    at = struct.unpack(order + "I", tiff[4:8])[0]
+    if at + 2 > len(tiff):
+        return None
+    count = struct.unpack(order + "H", tiff[at:at + 2])[0]
+    for entry in range(at + 2, min(at + 2 + 12 * count, len(tiff) - 11), 12):
+        tag, kind = struct.unpack(order + "HH", tiff[entry:entry + 4])
+        if tag == _ORIENTATION_TAG:
+            value = struct.unpack(order + "H", tiff[entry + 8:entry + 10])[0] if kind == 3 else 0
+            return value if 1 <= value <= 8 else None
+    return 1
+
+
+def _jpeg_orientation(head: bytes) -> int | None:
+    """The EXIF orientation of a JPEG from its segments before the frame header (1 without EXIF; None: an EXIF
+    block or segment list that cannot be read)."""
+    at = 2
+    while at + 4 <= len(head) and head[at] == 0xFF:
+        marker, length = head[at + 1], struct.unpack(">H", head[at + 2:at + 4])[0]
+        if marker in _JPEG_SOF:
+            return 1
+        if marker == 0xE1 and head[at + 4:at + 10] == b"Exif\x00\x00":
+            if at + 2 + length > len(head):
+                return None
+            return _tiff_orientation(head[at + 10:at + 2 + length])
+        at += 2 + length
+    return None
+
+
+def stated_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) of the image :func:`read_image` returns, from the file's header alone: a JPEG's frame
+    size turned as its EXIF orientation turns it, a PNG's without an EXIF chunk; None where only a decode can
+    tell (other formats, a header or EXIF block that cannot be read). Raises :class:`DataError` where
+    :func:`read_image` would before decoding (missing, over the pixel limit)."""
+    size, head = _checked_header(os.fspath(path))
+    if size is None:
+        return None
+    if head[:2] == JPEG_START:
+        orientation = _jpeg_orientation(head)
+        if orientation is None:
+            return None
+        return (size[1], size[0]) if orientation in _TURNED else size
+    if head[:8] == PNG_START and _png_without_exif(head):
+        return size
+    return None
+
+
+def _png_without_exif(head: bytes) -> bool:
+    """Whether a PNG's chunks before its image data, all within ``head``, hold no EXIF chunk (which OpenCV
+    applies, or not, depending on its version)."""
+    at = len(PNG_START)
+    while at + 8 <= len(head):
+        length, kind = struct.unpack(">I", head[at:at + 4])[0], head[at + 4:at + 8]
+        if kind == b"IDAT":
+            return True
+        if kind == b"eXIf":
+            return False
+        at += 12 + length  # length, type, data, CRC
+    return False
 
 
 def _decode(path: Path, flags: int) -> np.ndarray | None:
@@ -137,8 +208,8 @@ def decoded_size(path: str | Path) -> tuple[int, int]:
     made of ``path``: pathlib interns every file name it parses, and the check of a large set would fill the
     interpreter's table of them, which forked DataLoader workers then copy as they add names of their own."""
     path = os.fspath(path)
-    size, jpeg = _checked_header(path)
-    if size is not None and jpeg:
+    size, head = _checked_header(path)
+    if size is not None and head[:2] == JPEG_START:
         small = _decode(path, cv2.IMREAD_REDUCED_GRAYSCALE_8)
         if small is not None:
             width, height = size

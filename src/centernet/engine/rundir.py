@@ -28,6 +28,7 @@ import torch
 
 from ..config import RANGES, ExperimentConfig, override
 from ..data.transforms import output_side
+from ..data.verify import VERIFY_MODES
 from ..weights.read import read_checkpoint
 from . import distributed as dist_utils
 from .checkpoint import atomic_write, checkpoint_config
@@ -286,6 +287,7 @@ def validate_train_config(cfg: ExperimentConfig) -> None:
         ("train.ema", t.ema, 0 <= t.ema < 1, "0 (off) or a decay below 1"),
         ("data.num_workers", d.num_workers, d.num_workers >= 0, "0 or more"),
         ("data.down_ratio", d.down_ratio, d.down_ratio >= 1, "at least 1"),
+        ("data.verify", d.verify, d.verify in VERIFY_MODES, 'true, false, "full" or "headers"'),
     ]
     for name, value, ok, wanted in rules:
         if not ok:
