@@ -28,6 +28,11 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "raccoon_voc"
 RECIPES = {
     "baseline": "",
     "recipe": "train.schedule=cosine train.warmup_epochs=2 train.ema=0.999",
+    # small-data augmentation (centernet.data.mix); select with --only
+    "mosaic": "data.mosaic=0.5",
+    "multiscale": "data.multiscale=[0.75,1.25]",
+    "mosaic_ms": "data.mosaic=0.5 data.multiscale=[0.75,1.25]",
+    "mixup": "data.mixup=0.3",
 }
 
 
@@ -84,7 +89,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--recipe", action="append", default=[], metavar="NAME=ASSIGNMENTS",
                    help="a recipe to measure after the baseline (default: the built-in 'recipe'); repeatable")
-    p.add_argument("--only", nargs="+", help="measure only these recipe names (e.g. skip the baseline)")
+    p.add_argument("--only", nargs="+", help="measure only these recipes, in this order (names of RECIPES or of "
+                   "--recipe; e.g. skip the baseline)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of each training")
     p.add_argument("--json", help="append one line per run to this file")
     p.add_argument("--one", nargs=5, help=argparse.SUPPRESS)  # folder seed size epochs out (child process)
@@ -97,8 +103,12 @@ def main() -> None:
     recipes = {"baseline": RECIPES["baseline"]}
     extra = dict(r.split("=", 1) for r in args.recipe) if args.recipe else {"recipe": RECIPES["recipe"]}
     recipes.update(extra)
-    if args.only:
-        recipes = {k: v for k, v in recipes.items() if k in args.only}
+    if args.only:  # any named recipe: the built-in ones and those given with --recipe
+        known = {**RECIPES, **extra}
+        unknown = [k for k in args.only if k not in known]
+        if unknown:
+            sys.exit(f"unknown recipe(s) {unknown}; known: {sorted(known)}")
+        recipes = {k: known[k] for k in args.only}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "raccoon"
         folder.mkdir()

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from centernet.app.builders import model_from_config, open_source, task_from_config
-from centernet.engine.trainer import train_dataset
+from centernet.engine.batches import train_dataset
 from centernet.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig, TrainConfig
 from centernet.data import make_synthetic_dataset
 from centernet.data.pipeline import collate

@@ -44,6 +44,15 @@ class DataConfig:
     # share of training images that are augmented at all (crop / scale / shift, flip, colour); the others go in
     # as at test time. None: the task's (1; ddd with task.options.loss_norm="original": 0.5, the original's aug_ddd)
     augment_prob: float | None = None
+    # small-data augmentation (centernet.data.mix), off in every preset: the probability that an augmented
+    # training item is a 4-image mosaic (its image and 3 random others around a random centre of a 2x canvas,
+    # then the usual crop), and that it is blended 50 / 50 with another augmented item (objects of both kept);
+    # both refused for tasks whose targets depend on the camera (3D boxes)
+    mosaic: float = 0.0
+    mixup: float = 0.0
+    # multi-scale training: each batch at one input size drawn from (low, high) x input_size, rounded so the
+    # output map fits the architecture (multiples of 32 for most); None: always input_size
+    multiscale: tuple[float, float] | None = None
     max_objects: int = 128
     num_workers: int = 2
     # check every image once before training (exists, decodes, annotated size, complete): true decodes sets of up
@@ -143,6 +152,9 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("data", "down_ratio"): (1, 64),
     ("data", "max_objects"): (1, 1_000_000),
     ("data", "num_workers"): (0, 1_024),
+    ("data", "mosaic"): (0, 1),
+    ("data", "mixup"): (0, 1),
+    ("data", "multiscale"): (0.1, 4),  # each end, a factor of data.input_size
     ("train", "warmup_epochs"): (0, 100_000),
     ("train", "ema"): (0, 0.999999),
 }

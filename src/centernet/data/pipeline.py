@@ -12,9 +12,11 @@ from torch.utils.data import Dataset
 from ..config import COCO_MEAN, COCO_STD
 from ..ops.transforms import affine_transform, get_affine_transform
 from .io import read_image
+from .mix import blend, check_mixable, merge_samples, mosaic, mosaic_crop
 from .sample import DetectionSource, Sample
 from .transforms import (
-    draw_color_jitter, gray_mean, output_side, prepare_test_image, sample_augment, to_input, warp_affine,
+    AugmentParams, draw_color_jitter, gray_mean, output_side, prepare_test_image, sample_augment, to_input,
+    warp_affine,
 )
 
 
@@ -74,13 +76,18 @@ class TrainDataset(Dataset):
     oracle evaluation and the round-trip tests use. With ``augment``, each image is augmented with
     probability ``augment_prob`` (None: the task's ``augment_prob``, else 1) and otherwise gets that same
     deterministic geometry; ``augmented`` says which (the original ddd loss masks depth and size there).
+
+    Small-data options (:mod:`.mix`), off by default, each a probability per augmented item: ``mosaic`` (the
+    item's image and 3 random others on a 2x canvas, then the usual crop; the item's ``image_size`` and
+    ``trans_inv`` then refer to that canvas) and ``mixup`` (blended 50 / 50 with another augmented item, the
+    objects of both kept). :meth:`item` gives an item at another input size (multi-scale training).
     """
 
     def __init__(self, source: DetectionSource, task: TargetEncoder, input_size: tuple[int, int] = (512, 512),
                  down_ratio: int = 4, mean=COCO_MEAN, std=COCO_STD,
                  augment: bool = True, random_crop: bool = True, scale_jitter: float = 0.4,
                  shift_jitter: float = 0.1, flip_prob: float = 0.5, color: bool = True, seed: int = 0,
-                 augment_prob: float | None = None) -> None:
+                 augment_prob: float | None = None, mosaic: float = 0.0, mixup: float = 0.0) -> None:
         self.source = source
         self.task = task
         self.input_size = tuple(input_size)
@@ -94,8 +101,13 @@ class TrainDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.augment_prob = float(getattr(task, "augment_prob", 1.0) if augment_prob is None else augment_prob)
-        if not 0.0 <= self.augment_prob <= 1.0:
-            raise ValueError(f"augment_prob must lie in [0, 1], got {self.augment_prob}")
+        self.mosaic, self.mixup = float(mosaic), float(mixup)
+        for name, p in (("augment_prob", self.augment_prob), ("mosaic", self.mosaic), ("mixup", self.mixup)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {p}")
+        for name, p in (("data.mosaic", self.mosaic), ("data.mixup", self.mixup)):
+            if p > 0 and augment:
+                check_mixable(task, source, name)
 
     def set_epoch(self, epoch: int) -> None:
         """Change the random stream (the trainer calls it each epoch so workers do not repeat draws)."""
@@ -105,17 +117,26 @@ class TrainDataset(Dataset):
         return len(self.source)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return self.item(index)
+
+    def _load(self, index: int) -> tuple[np.ndarray, Sample]:
+        """The image [H, W, 3] uint8 of ``index`` and its sample (its size as read)."""
         sample = self.source[index]
         image = read_image(sample.path)
         if image.shape[:2] != (sample.height, sample.width):
             sample = dataclasses.replace(sample, height=image.shape[0], width=image.shape[1])
-        inp_w, inp_h = self.input_size
-        out_w, out_h = output_side(inp_w, self.down_ratio), output_side(inp_h, self.down_ratio)
-        rng = np.random.RandomState((self.seed * 1_000_003 + self.epoch * 7919 + index) % 2**32)
-        augment = self.augment and (self.augment_prob >= 1.0 or rng.random_sample() < self.augment_prob)
-        if augment:
-            aug = sample_augment(rng, sample.width, sample.height, self.random_crop,
-                                 self.scale_jitter, self.shift_jitter, self.flip_prob)
+        return image, sample
+
+    def _augment_params(self, rng: np.random.RandomState, sample: Sample) -> AugmentParams:
+        return sample_augment(rng, sample.width, sample.height, self.random_crop,
+                              self.scale_jitter, self.shift_jitter, self.flip_prob)
+
+    def _place(self, image: np.ndarray, sample: Sample, aug: AugmentParams | None, input_size: tuple[int, int],
+               output_size: tuple[int, int]) -> tuple[np.ndarray, Sample, Sample, np.ndarray, float]:
+        """Flip (``aug.flipped``) and warp ``image`` to the input; -> (input image [h, w, 3] uint8, the sample
+        (flipped) in image pixels, the sample in output-map pixels, centre, scale). ``aug=None``: the test
+        geometry."""
+        if aug is not None:
             center, scale = aug.center, aug.scale
             if aug.flipped and self.task.can_flip:
                 image = cv2.flip(image, 1)
@@ -123,11 +144,36 @@ class TrainDataset(Dataset):
         else:
             center = np.array([sample.width / 2.0, sample.height / 2.0], dtype=np.float32)
             scale = float(max(sample.width, sample.height))
-        trans_in = get_affine_transform(center, scale, 0, (inp_w, inp_h))
-        warped = warp_affine(image, trans_in, (inp_w, inp_h))  # uint8
+        trans_in = get_affine_transform(center, scale, 0, input_size)
+        warped = warp_affine(image, trans_in, input_size)  # uint8
+        trans_out = get_affine_transform(center, scale, 0, output_size)
+        in_map = clip_to_input(warp_sample(sample, trans_out, *output_size), input_size, output_size)
+        return warped, sample, in_map, center, scale
+
+    def item(self, index: int, input_size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """The item of ``index`` in this epoch's random stream, at ``input_size`` (w, h; None: the dataset's).
+        Every draw comes from one RandomState of (seed, epoch, index), so the item depends on nothing else."""
+        image, sample = self._load(index)
+        inp_w, inp_h = self.input_size if input_size is None else (int(input_size[0]), int(input_size[1]))
+        out_w, out_h = output_side(inp_w, self.down_ratio), output_side(inp_h, self.down_ratio)
+        rng = np.random.RandomState((self.seed * 1_000_003 + self.epoch * 7919 + index) % 2**32)
+        augment = self.augment and (self.augment_prob >= 1.0 or rng.random_sample() < self.augment_prob)
+        aug = None
+        if augment and self.mosaic > 0 and rng.random_sample() < self.mosaic:
+            tile = max(inp_w, inp_h)
+            others = [self._load(int(j)) for j in rng.randint(0, len(self), size=3)]
+            image, sample = mosaic(rng, [(image, sample), *others], tile)
+            aug = mosaic_crop(rng, tile, self.random_crop, self.scale_jitter, self.shift_jitter, self.flip_prob)
+        elif augment:
+            aug = self._augment_params(rng, sample)
+        warped, sample, in_map, center, scale = self._place(image, sample, aug, (inp_w, inp_h), (out_w, out_h))
+        if augment and self.mixup > 0 and rng.random_sample() < self.mixup:
+            other_image, other = self._load(int(rng.randint(0, len(self))))
+            other_warped, _, other_map, _, _ = self._place(other_image, other, self._augment_params(rng, other),
+                                                           (inp_w, inp_h), (out_w, out_h))
+            warped = blend(warped, other_warped)
+            in_map = merge_samples(in_map, [other_map], out_w, out_h)
         jitter = draw_color_jitter(rng, gray_mean(warped)) if augment and self.color else None
-        trans_out = get_affine_transform(center, scale, 0, (out_w, out_h))
-        in_map = clip_to_input(warp_sample(sample, trans_out, out_w, out_h), (inp_w, inp_h), (out_w, out_h))
         targets = self.task.encode(in_map, out_w, out_h)
         return {"input": to_input(warped, self.mean, self.std, jitter), **targets, **self.task.sample_meta(sample),
                 "trans_inv": get_affine_transform(center, scale, 0, (out_w, out_h), inv=True).astype(np.float32),

@@ -23,16 +23,16 @@ import warnings
 from bisect import bisect_right
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from ..config import ExperimentConfig
-from ..data.pipeline import TrainDataset, collate
+from ..data.pipeline import collate
 from ..data.sample import DetectionSource
 from ..tasks.base import Task
 from ..weights.read import read_checkpoint
@@ -41,6 +41,7 @@ from .checkpoint import finite_state, load_model_state, save_checkpoint, unwrap
 from .console import LABEL_WIDTH, VAL_PREFIX, EpochTable, ProgressLines, startup_summary
 from .distributed import resolve_device
 from .errors import Interrupted, TrainingDiverged
+from .batches import EpochBatches, EpochItems, EpochSampler, multiscale_sizes, train_dataset
 from .evaluator import EvalResult, EvalSettings
 from .rundir import append_log, write_config, write_log
 from .recipe import ModelEma, lr_at, per_step
@@ -57,43 +58,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_dataset(cfg: ExperimentConfig, source: DetectionSource, task: Task) -> TrainDataset:
-    """The augmented training set of a configuration."""
-    d = cfg.data
-    return TrainDataset(source, task, d.input_size, d.down_ratio, d.mean, d.std, augment=True,
-                        random_crop=d.random_crop, scale_jitter=d.scale_jitter, shift_jitter=d.shift_jitter,
-                        flip_prob=d.flip_prob, color=d.color_aug, seed=cfg.train.seed, augment_prob=d.augment_prob)
-
-
 POSTFIX_EVERY = 10  # steps between progress-bar loss updates (each one a host sync)
-
-
-class _EpochSampler(Sampler):
-    """``(epoch, index)`` pairs of the wrapped sampler's indices for the current ``epoch``."""
-
-    def __init__(self, indices: Sampler) -> None:
-        self.indices, self.epoch = indices, 0
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, index) for index in self.indices)
-
-
-class _EpochItems(Dataset):
-    """``dataset[(epoch, index)]``: the item of ``index`` drawn with the random stream of ``epoch``."""
-
-    def __init__(self, dataset: TrainDataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, np.ndarray]:
-        epoch, index = key
-        self.dataset.set_epoch(epoch)
-        return self.dataset[index]
 
 
 class Trainer:
@@ -127,6 +92,7 @@ class Trainer:
         self.amp = t.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.dataset = train_dataset(cfg, train_source, task)
+        self._sizes = multiscale_sizes(cfg)  # data.multiscale: (epoch, step) -> input size; None: off
         self.train_source = train_source
         # the scorer's headline metric (decides best.pth and early stopping)
         self.headline = task.scorer(val_source).headline if val_source is not None else "AP"
@@ -138,6 +104,7 @@ class Trainer:
         self.per_rank_batch = t.batch_size // self.world
         self.epoch, self.step, self.best = 0, 0, -math.inf
         self._batches: DataLoader | None = None
+        self._keys: EpochSampler | None = None  # the loader's (epoch, index) keys
         self.history: list[dict[str, Any]] = []
         self.bad_in_row, self.skipped = 0, 0  # steps with a non-finite loss / gradient: in a row, this epoch
         self.last_good: tuple[Path, int] | None = None  # (checkpoint, epoch) last written or resumed from
@@ -156,13 +123,16 @@ class Trainer:
             else:
                 sampler = RandomSampler(self.dataset, generator=torch.Generator())
             workers = self.cfg.data.num_workers
+            # batches of (epoch, index[, size]) keys: with data.multiscale one input size per batch
+            self._keys = EpochSampler(sampler)
+            batches = EpochBatches(self._keys, self.per_rank_batch, len(self.dataset) > self.per_rank_batch,
+                                    self._sizes)
             self._batches = DataLoader(
-                _EpochItems(self.dataset), batch_size=self.per_rank_batch, sampler=_EpochSampler(sampler),
-                collate_fn=collate, num_workers=workers, drop_last=len(self.dataset) > self.per_rank_batch,
+                EpochItems(self.dataset), batch_sampler=batches, collate_fn=collate, num_workers=workers,
                 pin_memory=self.device.type == "cuda", persistent_workers=workers > 0)
             # no cv2.setNumThreads in the workers: after a fork from a process whose OpenCV pool has run, that
             # call deadlocked the worker (seen with --workers 1 after in-process image checks)
-        sampler = self._batches.sampler
+        sampler = self._keys
         sampler.epoch = epoch
         if isinstance(sampler.indices, DistributedSampler):
             sampler.indices.set_epoch(epoch)
@@ -384,6 +354,10 @@ class Trainer:
             plan += f", warm-up {t.warmup_epochs:g} epochs"
         if t.ema:
             plan += f", EMA {t.ema:g}"
+        if d.multiscale is not None:
+            plan += f", multi-scale x{d.multiscale[0]:g}-{d.multiscale[1]:g}"
+        if d.mosaic or d.mixup:
+            plan += f", mosaic {d.mosaic:g}, mixup {d.mixup:g}"
         if self.val_source is not None and t.val_interval:
             plan += f", val every {t.val_interval} ({self.headline})"
         if t.patience:
