@@ -2,7 +2,8 @@
 optimizer; medians) and peak memory, and data-loading throughput of one worker, measured in one run so
 their ratio says whether loading limits training. ``--old FILE`` also steps a copy of the model whose DCN layers
 run another implementation, in alternation with the current one (same weights, same batch); ``--vs ARCH`` steps a
-model of another architecture in alternation (same batch).
+model of another architecture in alternation (same batch); ``--channels-last`` steps a copy of the model in
+channels-last memory (weights and batch) in alternation with the plain layout.
 
     python benchmarks/bench_train.py --arch resdcn_18 --size 512 --batch 8 --steps 3
     python benchmarks/bench_train.py --arch dla_tiny --size 128 --batch 16 --steps 5 \
@@ -10,6 +11,7 @@ model of another architecture in alternation (same batch).
     python benchmarks/bench_train.py --data ../shared/data/coco_mini/annotations/instances_train2017.json
     python benchmarks/bench_train.py --arch dla_tiny --size 128 --batch 16 --old /tmp/old_deform_conv.py
     python benchmarks/bench_train.py --arch dla_tiny_conv --vs dla_tiny --size 128 --batch 16   # the demo's model
+    python benchmarks/bench_train.py --arch dla_34 --size 512 --batch 4 --channels-last
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ def main() -> None:
     parser.add_argument("--old", help="a deform_conv.py whose ModulatedDeformConv2d replaces the model's DCNs in a "
                                       "copy stepped in alternation (see bench_deform_conv.py)")
     parser.add_argument("--vs", help="another architecture stepped in alternation on the same batches")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="also step a channels-last copy of the model (same weights, same batch) in alternation")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -72,17 +76,21 @@ def main() -> None:
     models = {"": model}
     if args.old:  # the same weights with another DCN implementation, stepped in alternation
         models["old DCN: "] = with_layer_class(copy.deepcopy(model), load_layer_class(args.old))
+    if args.channels_last:
+        models["channels-last: "] = copy.deepcopy(model).to(memory_format=torch.channels_last)
     archs = {}
     if args.vs:
         archs[f"{args.vs}: "] = args.vs
         models[f"{args.vs}: "] = build_model(args.vs, task.heads()).train()
     optimizers = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
     batch = collate([items[i % n] for i in range(args.batch)])
+    inputs = {k: batch["input"].contiguous(memory_format=torch.channels_last) if k == "channels-last: "
+              else batch["input"] for k in models}
     parts = {k: {"forward": [], "loss": [], "backward": [], "optimizer": []} for k in models}
     for step in range(args.steps + 1):
         for key, net in models.items():
             t0 = time.perf_counter()
-            outputs = net(batch["input"])
+            outputs = net(inputs[key])
             t1 = time.perf_counter()
             loss, _ = task.loss(outputs, batch)
             t2 = time.perf_counter()

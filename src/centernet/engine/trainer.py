@@ -34,6 +34,7 @@ from tqdm import tqdm
 from ..config import ExperimentConfig
 from ..data.pipeline import collate
 from ..data.sample import DetectionSource
+from ..models import prefers_channels_last
 from ..tasks.base import Task
 from ..weights.read import read_checkpoint
 from . import distributed as dist_utils
@@ -43,6 +44,7 @@ from .distributed import resolve_device
 from .errors import Interrupted, TrainingDiverged
 from .batches import EpochBatches, EpochItems, EpochSampler, multiscale_sizes, train_dataset
 from .evaluator import EvalResult, EvalSettings
+from .inference import is_channels_last
 from .rundir import append_log, write_config, write_log
 from .recipe import ModelEma, lr_at, per_step
 from .reports import RunReports
@@ -76,6 +78,9 @@ class Trainer:
         self.progress = progress and self.rank == 0
         torch.manual_seed(t.seed)
         model = model.to(self.device)
+        if self.device.type == "cpu" and prefers_channels_last(cfg.model.arch, training=True):
+            model = model.to(memory_format=torch.channels_last)  # the inputs follow (see train_epoch)
+        self.input_layout = torch.channels_last if is_channels_last(model) else torch.contiguous_format
         if self.world > 1:
             if t.sync_bn and self.device.type == "cpu":
                 warnings.warn("train.sync_bn ignored: SyncBatchNorm needs CUDA (each process keeps its own "
@@ -286,7 +291,7 @@ class Trainer:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             self._copy_buffers(self._buffers, self._shadow)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                outputs = self.model(batch["input"])
+                outputs = self.model(batch["input"].contiguous(memory_format=self.input_layout))
             loss, terms = self.task.loss(outputs, batch)
             self.optimizer.zero_grad(set_to_none=True)
             self._set_lr(i, steps)
