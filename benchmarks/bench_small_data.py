@@ -33,6 +33,8 @@ RECIPES = {
     "multiscale": "data.multiscale=[0.75,1.25]",
     "mosaic_ms": "data.mosaic=0.5 data.multiscale=[0.75,1.25]",
     "mixup": "data.mixup=0.3",
+    # the recipe of the ctdet_cpu_photos preset (on top of ctdet_cpu_small)
+    "giou_ema99": "train.schedule=cosine train.warmup_epochs=2 train.ema=0.99 task.options={\"size_loss\":\"giou\"}",
 }
 
 

@@ -41,11 +41,25 @@ def test_lr_at_by_hand():
 def test_paper_presets_keep_the_paper_recipe():
     for name in PRESETS.names() if hasattr(PRESETS, "names") else list(PRESETS):
         cfg = get_preset(name)
-        if name.endswith("_cpu_small"):
+        if "_cpu_" in name:
             continue
         t = cfg.train
         assert (t.schedule, t.warmup_epochs, t.ema) == ("step", 0.0, 0.0), name
         assert cfg.task.options.get("size_loss", "l1") == "l1", name
+        assert (cfg.data.mosaic, cfg.data.mixup, cfg.data.multiscale) == (0.0, 0.0, None), name
+
+
+def test_the_photos_preset_is_the_small_data_recipe(capsys):
+    """ctdet_cpu_photos: the demo's model with the options that won on raccoon_voc (docs/performance.md)."""
+    from centernet.cli import main
+
+    photos, small = get_preset("ctdet_cpu_photos"), get_preset("ctdet_cpu_small")
+    assert photos.model.arch == small.model.arch and photos.data.input_size == (256, 256)
+    t = photos.train
+    assert (t.epochs, t.schedule, t.warmup_epochs, t.ema) == (80, "cosine", 2.0, 0.99)
+    assert photos.task.options == {"size_loss": "giou"} and small.task.options == {}
+    assert main(["info", "ctdet_cpu_photos"]) == 0
+    assert "lr 0.002 (cosine to x0.1, 2 warm-up epochs, EMA 0.99)" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------------ EMA

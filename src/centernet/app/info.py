@@ -109,7 +109,10 @@ def _network(cfg: ExperimentConfig, input_size: tuple[int, int] | None, flops: b
 def _training(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     t, d = cfg.train, cfg.data
     steps = ", ".join(str(s) for s in t.lr_steps) or "none"
-    text = (f"{t.epochs} epochs, batch {t.batch_size}, lr {t.lr:g} (x{t.lr_factor:g} at epochs {steps}), "
+    schedule = (f"cosine to x{t.lr_factor:g}" if t.schedule == "cosine" else f"x{t.lr_factor:g} at epochs {steps}")
+    schedule += f", {t.warmup_epochs:g} warm-up epochs" if t.warmup_epochs else ""
+    schedule += f", EMA {t.ema:g}" if t.ema else ""
+    text = (f"{t.epochs} epochs, batch {t.batch_size}, lr {t.lr:g} ({schedule}), "
             f"input {d.input_size[0]}x{d.input_size[1]}, pretrained {cfg.model.pretrained or 'none'}")
     lines = [("train", text)]
     if d.train:
