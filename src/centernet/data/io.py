@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -57,14 +58,23 @@ def header_size(data: bytes) -> tuple[int, int] | None:
             bits = int.from_bytes(data[21:25], "little")
             return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
     if data[:2] == JPEG_START:
-        at = 2
-        while at + 9 <= len(data) and data[at] == 0xFF:
-            marker, length = data[at + 1], struct.unpack(">H", data[at + 2:at + 4])[0]
+        for marker, at, _ in _jpeg_segments(data):
             if marker in _JPEG_SOF:
+                if at + 9 > len(data):
+                    return None
                 height, width = struct.unpack(">HH", data[at + 5:at + 9])
                 return width, height
-            at += 2 + length
     return None
+
+
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, offset of its 0xFF, length) of each segment of a JPEG's header whose marker and length lie in
+    ``data``, in order, until the first byte that does not start a segment."""
+    at = 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker, length = data[at + 1], struct.unpack(">H", data[at + 2:at + 4])[0]
+        yield marker, at, length
+        at += 2 + length
 
 
 def max_image_pixels() -> int:
@@ -127,16 +137,13 @@ def _tiff_orientation(tiff: bytes) -> int | None:
 def _jpeg_orientation(head: bytes) -> int | None:
     """The EXIF orientation of a JPEG from its segments before the frame header (1 without EXIF; None: an EXIF
     block or segment list that cannot be read)."""
-    at = 2
-    while at + 4 <= len(head) and head[at] == 0xFF:
-        marker, length = head[at + 1], struct.unpack(">H", head[at + 2:at + 4])[0]
+    for marker, at, length in _jpeg_segments(head):
         if marker in _JPEG_SOF:
             return 1
         if marker == 0xE1 and head[at + 4:at + 10] == b"Exif\x00\x00":
             if at + 2 + length > len(head):
                 return None
             return _tiff_orientation(head[at + 10:at + 2 + length])
-        at += 2 + length
     return None
 
 
