@@ -8,7 +8,8 @@ to one JPEG; tests/helpers/coco_scale.py), and what it costs to open, to hold, t
   after a warm-up of 300, at random indices, read as the training pipeline reads them), with the samples kept
   as today (a SampleTable) and as a list of Sample objects (the layout before), each in fresh processes,
   interleaved;
-* check: the image check (exists, decodes, size, complete) with an empty cache (cold), then again (warm);
+* check: the image check (exists, decodes, size, complete) with an empty cache (cold), then again (warm),
+  and its cost per image, one thread: a decode, a header and end marker, a ``stat``;
 * train: ``centernet train --train <root> --split train2017 --epochs 1 --set train.max_steps_per_epoch=5``
   (a tiny model at 128x128, batch 4, 2 workers; the caches as the parts before left them, warm unless
   ``check`` was skipped): the seconds until the first step's progress line and until the command ends.
@@ -143,6 +144,25 @@ def bench_check(root: Path, cache_dir: Path) -> None:
     print(f"check: cold {first['seconds']:.1f} s ({first['images']} images, {first['remembered']} remembered), "
           f"warm {second['seconds']:.2f} s ({second['remembered']} remembered): "
           f"{first['seconds'] / second['seconds']:.0f}x")
+    per_image(root)
+
+
+def per_image(root: Path, count: int = 5000) -> None:
+    """What the check costs per image, one thread, on ``count`` of the set's files (all one JPEG): a decode as
+    ``data.verify=full`` does it, the header and end marker as ``"headers"`` reads them, and a ``stat``."""
+    from centernet.data.io import decoded_size, stated_size, truncated
+
+    folder = root / "train2017"
+    paths = [str(folder / name) for name in sorted(os.listdir(folder))[:count]]
+    parts = {"decode": decoded_size, "header and end marker": lambda p: (stated_size(p), truncated(p)),
+             "stat": os.stat}
+    costs = []
+    for name, fn in parts.items():
+        start = time.perf_counter()
+        for path in paths:
+            fn(path)
+        costs.append(f"{name} {(time.perf_counter() - start) / len(paths) * 1e3:.3f} ms")
+    print(f"check per image ({len(paths)} images, one thread): " + ", ".join(costs))
 
 
 def bench_train(root: Path, cache_dir: Path) -> None:
