@@ -36,6 +36,11 @@ RECIPES = {
     # the recipe of the ctdet_cpu_photos preset (on top of ctdet_cpu_small)
     "giou_ema99": "train.schedule=cosine train.warmup_epochs=2 train.ema=0.99 task.options={\"size_loss\":\"giou\"}",
 }
+PHOTOS = RECIPES["giou_ema99"]
+RECIPES.update({  # on top of the ctdet_cpu_photos recipe
+    "photos_color_crop": PHOTOS + " data.color_aug=true data.random_crop=true",
+    "photos_mosaic": PHOTOS + " data.mosaic=0.5",
+})
 
 
 def make_splits(data: Path, folder: Path, seeds: list[int], val: int = 32) -> None:
@@ -69,7 +74,12 @@ def train_one(folder: str, seed: int, size: int, epochs: int, assignments: str, 
     cfg = override_training(get_preset("ctdet_cpu_small"), base + assignments.split())
     result = runs.train(cfg, explicit_out=True, exist_ok=True, progress=False)
     last = result["history"][-1]
-    return {"AP": last.get("val_AP"), "AP50": last.get("val_AP50")}
+    row = {"AP": last.get("val_AP"), "AP50": last.get("val_AP50")}
+    if not cfg.data.test_flip:  # the same saved model, flip-tested (the image and its mirror)
+        loaded = runs.load_model(str(Path(out) / "last.pth"), progress=False)
+        flipped = runs.evaluate(loaded, folder, split=f"val_s{seed}", flip=True, progress=False).metrics
+        row.update(flip_AP=flipped.get("AP"), flip_AP50=flipped.get("AP50"))
+    return row
 
 
 def child_cpu_minutes() -> float:
@@ -131,7 +141,8 @@ def main() -> None:
                        **json.loads(line[7:]), "cpu_min": child_cpu_minutes() - before,
                        "wall_min": (time.perf_counter() - start) / 60, "assignments": assignments}
                 table.setdefault(name, []).append(row)
-                print(f"{name:<12} seed {seed}  AP50 {row['AP50']:.3f}  AP {row['AP']:.3f}  "
+                flip = f"  flip-tested AP50 {row['flip_AP50']:.3f}  AP {row['flip_AP']:.3f}" if "flip_AP" in row else ""
+                print(f"{name:<12} seed {seed}  AP50 {row['AP50']:.3f}  AP {row['AP']:.3f}{flip}  "
                       f"{row['cpu_min']:.1f} CPU-min ({row['wall_min']:.1f} min wall)", flush=True)
                 if args.json:
                     with open(args.json, "a") as f:
@@ -139,8 +150,10 @@ def main() -> None:
         print(f"\n{args.size} px, {args.epochs} epochs, splits {args.seeds} (128 train / 32 val)")
         print(f"{'recipe':<12} {'AP50':>15} {'AP':>15} {'CPU-min':>8}")
         for name, rows in table.items():
+            flip = (f"   flip-tested {spread([r['flip_AP50'] for r in rows])} / {spread([r['flip_AP'] for r in rows])}"
+                    if all("flip_AP" in r for r in rows) else "")
             print(f"{name:<12} {spread([r['AP50'] for r in rows]):>15} {spread([r['AP'] for r in rows]):>15} "
-                  f"{statistics.mean(r['cpu_min'] for r in rows):>8.1f}")
+                  f"{statistics.mean(r['cpu_min'] for r in rows):>8.1f}{flip}")
 
 
 if __name__ == "__main__":
