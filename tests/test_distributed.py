@@ -6,6 +6,7 @@ single-process evaluation).
 """
 from __future__ import annotations
 
+import faulthandler
 import json
 import math
 import os
@@ -75,6 +76,7 @@ def _worker(rank: int, world: int, port: int, root: str, task_name: str) -> None
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
+    faulthandler.enable(all_threads=True)  # a native abort prints every thread's Python stack
     import centernet.engine.trainer as trainer_module
     from centernet.engine import distributed
     from centernet.engine.checkpoint import unwrap
