@@ -40,6 +40,8 @@ PHOTOS = RECIPES["giou_ema99"]
 RECIPES.update({  # on top of the ctdet_cpu_photos recipe
     "photos_color_crop": PHOTOS + " data.color_aug=true data.random_crop=true",
     "photos_mosaic": PHOTOS + " data.mosaic=0.5",
+    "photos_head64": PHOTOS + " model.head_conv=64",
+    "photos_head64_ltrb10": PHOTOS + " model.head_conv=64 task.weights={\"ltrb\":10}",
 })
 
 
@@ -74,7 +76,7 @@ def train_one(folder: str, seed: int, size: int, epochs: int, assignments: str, 
     cfg = override_training(get_preset("ctdet_cpu_small"), base + assignments.split())
     result = runs.train(cfg, explicit_out=True, exist_ok=True, progress=False)
     last = result["history"][-1]
-    row = {"AP": last.get("val_AP"), "AP50": last.get("val_AP50")}
+    row = {"AP": last.get("val_AP"), "AP50": last.get("val_AP50"), "AP75": last.get("val_AP75")}
     if not cfg.data.test_flip:  # the same saved model, flip-tested (the image and its mirror)
         loaded = runs.load_model(str(Path(out) / "last.pth"), progress=False)
         flipped = runs.evaluate(loaded, folder, split=f"val_s{seed}", flip=True, progress=False).metrics
