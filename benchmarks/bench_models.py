@@ -16,10 +16,10 @@ subprocess per architecture).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import statistics
-import copy
 import subprocess
 import sys
 import tempfile
