@@ -36,6 +36,7 @@ import torch
 from centernet.config import ExperimentConfig
 from centernet.app.builders import model_from_config, task_from_config
 from centernet.export.onnx import META_DCN_OP, OnnxRunner, export_onnx, read_metadata
+from centernet.engine.inference import model_runner
 from centernet.models import ARCHS, prefers_channels_last
 from timing import median_seconds
 
@@ -169,8 +170,7 @@ def bench(arch: str, size: int, runs: int, threads: int, workdir: Path, dcn_ops:
     runners, info = {"eager": eager}, {}
     if prefers_channels_last(arch):  # as eval, predict and the facade run it on a CPU
         fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        runners["eager channels-last"] = torch.no_grad()(
-            lambda images: task.activate(fast(images.contiguous(memory_format=torch.channels_last))[-1]))
+        runners["eager channels-last"] = torch.no_grad()(model_runner(fast, task))
     for dcn_op in dcn_ops:
         start = time.perf_counter()
         path = export_onnx(model, task, cfg, workdir / f"{arch}_{dcn_op}.onnx", dcn_op=dcn_op)

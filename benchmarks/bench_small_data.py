@@ -4,7 +4,8 @@ CPU-minutes, for the ``ctdet_cpu_small`` preset as it is (the baseline, first) a
 training options on (``train.schedule``, ``train.warmup_epochs``, ``train.ema``, ``task.options``, ...).
 
 Each training runs in its own process, one at a time; CPU-minutes are that process's user + system time
-(its data-loading workers included) / 60.
+(its data-loading workers included, and the few seconds of the flip-tested evaluation
+after training) / 60.
 
     python benchmarks/bench_small_data.py                               # 128 px, 40 epochs, seeds 0 1 2
     python benchmarks/bench_small_data.py --size 256 --epochs 120 --seeds 0 1 2 3 4
