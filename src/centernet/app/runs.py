@@ -116,10 +116,13 @@ def train(cfg: ExperimentConfig, resume: Any = None, explicit_out: bool = False,
         raise ValueError("no training data: pass --train (COCO json, VOC folder or YOLO folder)")
     rundir.validate_train_config(cfg)
     distributed.init_from_env(cfg.train.device)
+    finished = False
     try:
-        return _train(cfg, resume, explicit_out, exist_ok, progress)
+        summary = _train(cfg, resume, explicit_out, exist_ok, progress)
+        finished = True
+        return summary
     finally:
-        distributed.cleanup()
+        distributed.cleanup(synchronize=finished)
 
 
 def _train(cfg: ExperimentConfig, resume: Any, explicit_out: bool, exist_ok: bool, progress: bool) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """torch.distributed helpers: process group from torchrun's environment, averaging, sharded evaluation."""
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -42,10 +43,17 @@ def init_from_env(device: str = "auto") -> bool:
     return True
 
 
-def cleanup() -> None:
-    """Leave the process group (if any)."""
+def cleanup(synchronize: bool = True) -> None:
+    """Leave the process group (if any). ``synchronize`` (after success): first wait until every rank is
+    here, so that no rank tears its connections down while another still uses them; not after an error, where
+    the others may never arrive. Then collect garbage while the interpreter is whole, so that no tensor of a
+    collective is left for a native thread to free during shutdown. (Both guard against a rare abort of a
+    rank at exit, "terminate called without an active exception", seen in CI and not reproduced here.)"""
     if is_distributed():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
