@@ -21,6 +21,7 @@ from centernet.ops.losses import giou_loss
 from centernet.presets import PRESETS, get_preset
 from centernet.tasks import CtdetTask
 from centernet.tasks.base import flip_lr
+from centernet.tasks.ctdet import LTRB_INIT_BIAS, LTRB_SCALE, activate_ltrb
 
 
 # ------------------------------------------------------------------------------------------ schedules
@@ -119,6 +120,28 @@ def test_ltrb_targets_decode_to_the_ground_truth():
     raw = {"hm": torch.logit(batch["hm"].clamp(1e-4, 1 - 1e-4)), "ltrb": task.oracle_maps(batch)["ltrb"] / 4.0}
     _, terms = task.loss([raw], batch)
     assert terms["ltrb"].item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_every_side_of_a_new_ltrb_head_learns_from_the_first_step(tmp_path):
+    """A new "ltrb" head predicts a real box at every pixel (LTRB_INIT_BIAS), so the GIoU loss moves each of
+    the four distances from the first step. From a point-sized start (TTFNet's bias of 0) the GIoU gradient
+    all but vanishes, and a side whose relu died before it learned stayed at 0 for good."""
+    cfg = recipe_config(tmp_path, 1, size_loss="giou")
+    torch.manual_seed(0)
+    task = task_from_config(cfg)
+    model = model_from_config(cfg, task)
+    box = np.array([[4.0, 10.0, 28.0, 14.0]], np.float32)  # output pixels: 24 wide, 4 high
+    sample = Sample(1, Path("x.jpg"), 32, 32, box, np.array([1]))
+    batch = {k: torch.from_numpy(v)[None] for k, v in task.encode(sample, 32, 32).items()}
+    outputs = model(torch.randn(1, 3, 128, 128))
+    distances = activate_ltrb(outputs[-1]["ltrb"])  # [1, 4, 32, 32] output pixels
+    start = LTRB_SCALE * LTRB_INIT_BIAS
+    assert distances.min().item() > 0.9 * start and distances.max().item() < 1.1 * start
+    total, _ = task.loss(outputs, batch)
+    total.backward()
+    grad = model.heads[-1]["ltrb"][-1].bias.grad  # [4]: left, top, right, bottom
+    # every pixel of the box's central area starts nearer than its sides in x (grow) and farther in y (shrink)
+    assert (grad[[0, 2]] < -1e-2).all() and (grad[[1, 3]] > 1e-2).all(), grad
 
 
 # ------------------------------------------------------------------------------------------ training

@@ -1,6 +1,7 @@
 """Prediction heads: conv3x3 -> ReLU -> conv1x1 per output map, with the CenterNet initialisation.
 
-A task declares its heads as :class:`HeadSpec` s (name, channels, initial prior, optional shared branch);
+A task declares its heads as :class:`HeadSpec` s (name, channels, initial prior or bias, optional shared
+branch);
 this module builds them without knowing what any head means.
 """
 from __future__ import annotations
@@ -27,13 +28,15 @@ class Branch:
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """One output map: ``channels`` maps; ``prior`` sets the last bias so sigmoid(bias) == prior (heatmaps),
-    None initialises it near zero; ``branch`` is the shared module it reads from (None: the neck)."""
+    """One output map: ``channels`` maps; ``prior`` sets the last bias so sigmoid(bias) == prior (heatmaps);
+    without one the last conv starts near zero (weights of std :data:`HEAD_INIT_STD`) with its bias at ``bias``;
+    ``branch`` is the shared module it reads from (None: the neck)."""
 
     name: str
     channels: int
     prior: float | None = None
     branch: Branch | None = None
+    bias: float = 0.0
 
 
 HeadsArg = Union[Mapping[str, int], Mapping[str, HeadSpec], Sequence[HeadSpec]]
@@ -53,8 +56,10 @@ def prior_bias(prior: float = HEATMAP_PRIOR) -> float:
     return -math.log((1 - prior) / prior)
 
 
-def make_head(in_channels: int, out_channels: int, head_conv: int, prior: float | None) -> nn.Sequential:
-    """One head. ``head_conv <= 0`` gives a single 1x1 conv (as the original does)."""
+def make_head(in_channels: int, out_channels: int, head_conv: int, prior: float | None,
+              bias: float = 0.0) -> nn.Sequential:
+    """One head. ``head_conv <= 0`` gives a single 1x1 conv (as the original does). ``prior`` or ``bias``: the
+    last bias's initial value (:class:`HeadSpec`)."""
     if head_conv > 0:
         head = nn.Sequential(
             nn.Conv2d(in_channels, head_conv, 3, padding=1, bias=True),
@@ -68,7 +73,7 @@ def make_head(in_channels: int, out_channels: int, head_conv: int, prior: float 
         nn.init.constant_(last.bias, prior_bias(prior))
     else:
         nn.init.normal_(last.weight, std=HEAD_INIT_STD)
-        nn.init.zeros_(last.bias)
+        nn.init.constant_(last.bias, bias)
     return head
 
 
@@ -78,7 +83,7 @@ class Heads(nn.ModuleDict):
 
     def __init__(self, in_channels: int, heads: HeadsArg, head_conv: int) -> None:
         specs = as_specs(heads)
-        super().__init__({s.name: make_head(in_channels, s.channels, head_conv, s.prior) for s in specs})
+        super().__init__({s.name: make_head(in_channels, s.channels, head_conv, s.prior, s.bias) for s in specs})
         self.sources = {s.name: s.branch.name if s.branch else None for s in specs}  # plain dict: no module
 
     def forward(self, x: Tensor, branched: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:

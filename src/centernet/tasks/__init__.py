@@ -52,14 +52,14 @@ def guess_task(source: DetectionSource) -> str:
 
 
 def resolve_heads(heads: Mapping[str, int]) -> dict[str, HeadSpec]:
-    """Plain {name: channels} -> HeadSpecs, taking each name's prior and branch from the task that declares it
-    (a name no task declares gets a plain head)."""
+    """Plain {name: channels} -> HeadSpecs, taking each name's prior, bias and branch from the task that
+    declares it (a name no task declares gets a plain head)."""
     specs = {}
     for name, channels in heads.items():
         spec = HeadSpec(name, int(channels))
         for task_name in TASKS.names():
             cls = TASKS.get(task_name)
-            if name in cls.heatmap_heads or name in cls.head_branches:
+            if name in cls.heatmap_heads or name in cls.head_biases or name in cls.head_branches:
                 spec = cls.head_spec(name, int(channels))
                 break
         specs[name] = spec

@@ -47,8 +47,10 @@ class Task:
     flip_pairs: ClassVar[tuple[tuple[int, int], ...]] = ()
     #: pycocotools iouTypes the task is scored with; the first is the headline metric
     iou_types: ClassVar[tuple[str, ...]] = ("bbox",)
-    #: heads whose last bias starts at the heatmap prior (SPEC 3), and heads that read from a shared branch
+    #: heads whose last bias starts at the heatmap prior (SPEC 3), heads whose last bias starts at another
+    #: value than 0, and heads that read from a shared branch
     heatmap_heads: ClassVar[tuple[str, ...]] = ()
+    head_biases: ClassVar[dict[str, float]] = {}
     head_branches: ClassVar[dict[str, Branch]] = {}
     #: "maps": the flip test averages the maps of the image and its mirror (``merge_flip``);
     #: "detections": both are decoded and their rows merged like test scales; None: no flip (train or test)
@@ -112,9 +114,9 @@ class Task:
     # -- hooks with defaults -------------------------------------------------------------------------------
     @classmethod
     def head_spec(cls, name: str, channels: int) -> HeadSpec:
-        """The spec of head ``name``: heatmap prior and branch as the class declares them."""
+        """The spec of head ``name``: heatmap prior, initial bias and branch as the class declares them."""
         prior = HEATMAP_PRIOR if name in cls.heatmap_heads else None
-        return HeadSpec(name, channels, prior, cls.head_branches.get(name))
+        return HeadSpec(name, channels, prior, cls.head_branches.get(name), cls.head_biases.get(name, 0.0))
 
     def heads(self) -> dict[str, HeadSpec]:
         """{name: HeadSpec} of every head, in the order the model builds them."""

@@ -20,6 +20,11 @@ CTDET_SIZE_LOSSES = SIZE_LOSSES + ("giou",)
 #: input pixels at stride 4), and the share of each box (per side) whose pixels regress it (TTFNet's beta)
 LTRB_SCALE = 4.0
 LTRB_BETA = 0.54
+#: the "ltrb" head's initial bias: every pixel starts at relu(1) x LTRB_SCALE output pixels from each side (a
+#: box of TTFNet's 16-input-pixel base per side). TTFNet's bias of 0 starts every box at a point, where the GIoU
+#: gradient vanishes: from scratch, a side's relu could die before it learned (every pixel at 0, seen on small
+#: data)
+LTRB_INIT_BIAS = 1.0
 #: the gaussian each heatmap loss draws its targets with (the original's --mse_loss switches to "msra")
 HM_GAUSSIAN = {"focal": "umich", "mse": "msra"}
 
@@ -164,6 +169,7 @@ class CtdetTask(Task):
 
     name = "ctdet"
     heatmap_heads = ("hm",)
+    head_biases = {"ltrb": LTRB_INIT_BIAS}
     analysis_rows = CENTER_ANALYSIS_ROWS
     oracle_preset = "ctdet_resdcn18_coco"
 
