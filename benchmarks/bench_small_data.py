@@ -43,6 +43,8 @@ RECIPES.update({  # on top of the ctdet_cpu_photos recipe
     "photos_mosaic": PHOTOS + " data.mosaic=0.5",
     "photos_head64": PHOTOS + " model.head_conv=64",
     "photos_head64_ltrb10": PHOTOS + " model.head_conv=64 task.weights={\"ltrb\":10}",
+    # AdamW's decoupled weight decay with RTMDet's 0.05, with the mosaic
+    "photos_mosaic_adamw": PHOTOS + " data.mosaic=0.5 train.optimizer=adamw train.weight_decay=0.05",
 })
 
 

@@ -61,10 +61,11 @@ def input_pixels(item) -> np.ndarray:
     return (item["input"].transpose(1, 2, 0) * std + mean) * 255
 
 
-def test_mosaic_round_trip_boxes_follow_the_pixels(coloured):
+@pytest.mark.parametrize("size_loss", ["l1", "giou"])  # wh / reg targets, or TTFNet's dense ltrb targets
+def test_mosaic_round_trip_boxes_follow_the_pixels(coloured, size_loss):
     """Encode a mosaic item, decode its oracle maps: each box is the extent of its object's pixels in the input
     (what the mosaic placed and the crop warped), and objects of several images are in one item."""
-    task = CtdetTask(num_classes=len(COLOURS))
+    task = CtdetTask(num_classes=len(COLOURS), size_loss=size_loss)
     ds = TrainDataset(coloured, task, input_size=(128, 128), color=False, seed=7, mosaic=1.0)
     image_of = np.repeat(np.arange(4), [2, 2, 2, 1])
     images_seen, checked = [], 0

@@ -15,7 +15,8 @@ from centernet.config import DataConfig, ExperimentConfig, ModelConfig, TaskConf
 from centernet.data import make_synthetic_dataset
 from centernet.data.sample import Sample
 from centernet.engine.analyze import analysis_rows
-from centernet.engine.recipe import ModelEma, lr_at, per_step
+from centernet.engine.recipe import ModelEma, lr_at, make_optimizer, per_step
+from centernet.engine.rundir import validate_train_config
 from centernet.engine.trainer import Trainer
 from centernet.ops.losses import giou_loss
 from centernet.presets import PRESETS, get_preset
@@ -59,9 +60,35 @@ def test_the_photos_preset_is_the_small_data_recipe(capsys):
     t = photos.train
     assert (t.epochs, t.schedule, t.warmup_epochs, t.ema) == (80, "cosine", 2.0, 0.99)
     assert photos.task.options == {"size_loss": "giou"} and small.task.options == {}
+    assert (photos.data.mosaic, small.data.mosaic) == (0.5, 0.0)
     assert main(["info", "ctdet_cpu_photos"]) == 0
-    assert "lr 0.002 (cosine to x0.1, 2 warm-up epochs, EMA 0.99)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Adam, lr 0.002 (cosine to x0.1, 2 warm-up epochs, EMA 0.99)" in out and ", mosaic 0.5" in out
 
+
+
+# ------------------------------------------------------------------------------------------ optimizer
+def test_adamw_decays_weights_apart_from_the_gradient_and_spares_biases():
+    model = nn.Sequential(nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1))
+    with torch.no_grad():
+        model[0].weight.fill_(2.0)
+        model[0].bias.fill_(2.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    t = TrainConfig(lr=0.1, optimizer="adamw", weight_decay=0.5)
+    optimizer = make_optimizer(model, t)
+    (model(torch.zeros(1, 1, 2, 2)) * 0).sum().backward()  # zero gradients: only the decay moves anything
+    optimizer.step()
+    assert model[0].weight.item() == pytest.approx(2.0 * (1 - 0.1 * 0.5))
+    for name in ("0.bias", "1.weight", "1.bias"):
+        assert torch.equal(model.state_dict()[name], before[name]), name
+    # Adam's weight decay is an L2 term of the gradient: Adam's normalised step of lr moves every parameter
+    adam = make_optimizer(model, TrainConfig(lr=0.1, optimizer="adam", weight_decay=0.5))
+    adam.step()
+    assert model[0].bias.item() == pytest.approx(2.0 - 0.1, rel=1e-4)
+    cfg = get_preset("ctdet_cpu_photos")
+    cfg.data.train, cfg.train.optimizer = "x", "sgd"
+    with pytest.raises(ValueError, match="train.optimizer must be one of"):
+        validate_train_config(cfg)
 
 # ------------------------------------------------------------------------------------------ EMA
 def test_ema_update_by_hand():

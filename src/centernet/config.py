@@ -93,6 +93,9 @@ class TrainConfig:
     # min(ema, (1 + n) / (10 + n)); the average is validated and saved as the model (best.pth / last.pth),
     # the raw weights travel beside it in the checkpoint for --resume
     ema: float = 0.0
+    # "adam" (the paper's; weight_decay is an L2 term on every gradient) or "adamw" (decoupled weight decay on
+    # the weights of convolutions and linear layers)
+    optimizer: str = "adam"
     weight_decay: float = 0.0
     device: str = "auto"  # auto: CUDA if available, else CPU
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)

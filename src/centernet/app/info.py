@@ -112,8 +112,13 @@ def _training(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     schedule = (f"cosine to x{t.lr_factor:g}" if t.schedule == "cosine" else f"x{t.lr_factor:g} at epochs {steps}")
     schedule += f", {t.warmup_epochs:g} warm-up epochs" if t.warmup_epochs else ""
     schedule += f", EMA {t.ema:g}" if t.ema else ""
-    text = (f"{t.epochs} epochs, batch {t.batch_size}, lr {t.lr:g} ({schedule}), "
+    optimizer = {"adam": "Adam", "adamw": "AdamW"}.get(t.optimizer, t.optimizer)
+    optimizer += f" (weight decay {t.weight_decay:g})" if t.weight_decay else ""
+    text = (f"{t.epochs} epochs, batch {t.batch_size}, {optimizer}, lr {t.lr:g} ({schedule}), "
             f"input {d.input_size[0]}x{d.input_size[1]}, pretrained {cfg.model.pretrained or 'none'}")
+    mixing = [f"mosaic {d.mosaic:g}" if d.mosaic else "", f"mixup {d.mixup:g}" if d.mixup else "",
+              f"multi-scale x{d.multiscale[0]:g}-{d.multiscale[1]:g}" if d.multiscale else ""]
+    text += "".join(f", {m}" for m in mixing if m)
     lines = [("train", text)]
     if d.train:
         lines.append(("data", f"train {d.train}" + (f", val {d.val}" if d.val else "")))

@@ -1,5 +1,6 @@
-"""Training recipe options beyond the paper's (all off in the paper presets): a learning rate that follows
-the run per optimizer step (linear warm-up, cosine decay) and an exponential moving average of the weights.
+"""Training recipe options beyond the paper's (all off in the paper presets): the optimizer (the paper's Adam,
+or AdamW's decoupled weight decay), a learning rate that follows the run per optimizer step (linear warm-up,
+cosine decay) and an exponential moving average of the weights.
 
 ``train.schedule="step"`` with ``train.warmup_epochs=0`` is the paper's schedule and stays with the trainer's
 ``MultiStepLR`` alone; anything else sets the rate before every step from :func:`lr_at`.
@@ -15,6 +16,22 @@ from torch import nn
 
 from ..config import TrainConfig
 from .checkpoint import unwrap
+
+
+#: ``train.optimizer`` choices
+OPTIMIZERS = ("adam", "adamw")
+
+
+def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    """``adam`` (the paper's): ``train.weight_decay`` as an L2 term on every parameter's gradient; ``adamw``:
+    decayed apart from the gradient (Loshchilov & Hutter), on the weights of convolutions and linear layers
+    only, not on biases and normalisation parameters (the tensors of one dimension)."""
+    if t.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": t.weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=t.lr)
 
 
 def per_step(t: TrainConfig) -> bool:

@@ -32,6 +32,7 @@ from ..data.verify import VERIFY_MODES
 from ..weights.read import read_checkpoint
 from . import distributed as dist_utils
 from .checkpoint import atomic_write, checkpoint_config
+from .recipe import OPTIMIZERS
 
 #: files whose presence means a folder holds a run
 RUN_FILES = ("last.pth", "best.pth", "log.jsonl", "config.json")
@@ -285,6 +286,9 @@ def validate_train_config(cfg: ExperimentConfig) -> None:
         ("train.warmup_epochs", t.warmup_epochs, math.isfinite(t.warmup_epochs) and t.warmup_epochs >= 0,
          "0 (off) or more"),
         ("train.ema", t.ema, 0 <= t.ema < 1, "0 (off) or a decay below 1"),
+        ("train.optimizer", t.optimizer, t.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+        ("train.weight_decay", t.weight_decay, math.isfinite(t.weight_decay) and t.weight_decay >= 0,
+         "0 (off) or more"),
         ("data.num_workers", d.num_workers, d.num_workers >= 0, "0 or more"),
         ("data.down_ratio", d.down_ratio, d.down_ratio >= 1, "at least 1"),
         ("data.verify", d.verify, d.verify in VERIFY_MODES, 'true, false, "full" or "headers"'),

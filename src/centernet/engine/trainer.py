@@ -46,7 +46,7 @@ from .batches import EpochBatches, EpochItems, EpochSampler, multiscale_sizes, t
 from .evaluator import EvalResult, EvalSettings
 from .inference import is_channels_last
 from .rundir import append_log, write_config, write_log
-from .recipe import ModelEma, lr_at, per_step
+from .recipe import ModelEma, lr_at, make_optimizer, per_step
 from .reports import RunReports
 
 #: record keys that are not loss terms
@@ -91,7 +91,7 @@ class Trainer:
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.model = model
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.optimizer = make_optimizer(model, t)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(t.lr_steps), t.lr_factor)
         # train.ema: the average is what is validated and saved as the model; the raw weights keep training
         self.ema = ModelEma(model, t.ema) if t.ema > 0 else None
