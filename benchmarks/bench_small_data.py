@@ -34,11 +34,11 @@ RECIPES = {
     "multiscale": "data.multiscale=[0.75,1.25]",
     "mosaic_ms": "data.mosaic=0.5 data.multiscale=[0.75,1.25]",
     "mixup": "data.mixup=0.3",
-    # the recipe of the ctdet_cpu_photos preset (on top of ctdet_cpu_small)
+    # ctdet_cpu_photos before its mosaic (on top of ctdet_cpu_small)
     "giou_ema99": "train.schedule=cosine train.warmup_epochs=2 train.ema=0.99 task.options={\"size_loss\":\"giou\"}",
 }
 PHOTOS = RECIPES["giou_ema99"]
-RECIPES.update({  # on top of the ctdet_cpu_photos recipe
+RECIPES.update({  # on top of that recipe; photos_mosaic is the ctdet_cpu_photos preset
     "photos_color_crop": PHOTOS + " data.color_aug=true data.random_crop=true",
     "photos_mosaic": PHOTOS + " data.mosaic=0.5",
     "photos_head64": PHOTOS + " model.head_conv=64",
