@@ -58,7 +58,7 @@ def test_the_photos_preset_is_the_small_data_recipe(capsys):
     photos, small = get_preset("ctdet_cpu_photos"), get_preset("ctdet_cpu_small")
     assert photos.model.arch == small.model.arch and photos.data.input_size == (256, 256)
     t = photos.train
-    assert (t.epochs, t.schedule, t.warmup_epochs, t.ema) == (80, "cosine", 2.0, 0.99)
+    assert (t.epochs, t.schedule, t.warmup_epochs, t.ema) == (120, "cosine", 2.0, 0.99)
     assert photos.task.options == {"size_loss": "giou"} and small.task.options == {}
     assert (photos.data.mosaic, small.data.mosaic) == (0.5, 0.0)
     assert main(["info", "ctdet_cpu_photos"]) == 0

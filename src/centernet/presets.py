@@ -67,8 +67,8 @@ def ctdet_cpu_small() -> ExperimentConfig:
 
 @PRESETS.register("ctdet_cpu_photos")
 def ctdet_cpu_photos() -> ExperimentConfig:
-    """A few hundred photos of one's own, from scratch on a CPU (about 15 CPU-minutes for 128 photos): the
-    demo's model at 256x256 for 80 epochs, a cosine schedule after 2 warm-up epochs, an average of the weights
+    """A few hundred photos of one's own, from scratch on a CPU (about 20 CPU-minutes for 128 photos): the
+    demo's model at 256x256 for 120 epochs, a cosine schedule after 2 warm-up epochs, an average of the weights
     (EMA 0.99: about 100 steps), TTFNet's GIoU box regression and a 4-image mosaic for half the images. Measured
     against ctdet_cpu_small at the same size and length on random 128 / 32 splits of raccoon_voc:
     docs/performance.md (small data from scratch)."""
@@ -77,7 +77,7 @@ def ctdet_cpu_photos() -> ExperimentConfig:
     cfg.data.mosaic = 0.5
     cfg.task.options = {"size_loss": "giou"}
     t = cfg.train
-    t.epochs, t.lr_steps, t.schedule, t.warmup_epochs, t.ema = 80, (), "cosine", 2.0, 0.99
+    t.epochs, t.lr_steps, t.schedule, t.warmup_epochs, t.ema = 120, (), "cosine", 2.0, 0.99
     return cfg
 
 
