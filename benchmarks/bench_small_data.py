@@ -38,7 +38,7 @@ RECIPES = {
     "giou_ema99": "train.schedule=cosine train.warmup_epochs=2 train.ema=0.99 task.options={\"size_loss\":\"giou\"}",
 }
 PHOTOS = RECIPES["giou_ema99"]
-RECIPES.update({  # on top of that recipe; photos_mosaic is the ctdet_cpu_photos preset
+RECIPES.update({  # on top of that recipe; photos_mosaic with --epochs 120 is the ctdet_cpu_photos preset
     "photos_color_crop": PHOTOS + " data.color_aug=true data.random_crop=true",
     "photos_mosaic": PHOTOS + " data.mosaic=0.5",
     "photos_head64": PHOTOS + " model.head_conv=64",
