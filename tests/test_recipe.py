@@ -66,7 +66,6 @@ def test_the_photos_preset_is_the_small_data_recipe(capsys):
     assert "Adam, lr 0.002 (cosine to x0.1, 2 warm-up epochs, EMA 0.99)" in out and ", mosaic 0.5" in out
 
 
-
 # ------------------------------------------------------------------------------------------ optimizer
 def test_adamw_decays_weights_apart_from_the_gradient_and_spares_biases():
     model = nn.Sequential(nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1))

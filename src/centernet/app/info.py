@@ -11,6 +11,7 @@ from typing import Any
 from ..config import ExperimentConfig
 from ..data.io import printable
 from ..engine.console import LABEL_WIDTH, count_flops, count_parameters
+from ..engine.recipe import OPTIMIZERS
 from .builders import model_from_config, task_from_config
 
 SHOWN_CLASSES = 10  # class names listed (the rest are counted)
@@ -112,7 +113,7 @@ def _training(cfg: ExperimentConfig) -> list[tuple[str, str]]:
     schedule = (f"cosine to x{t.lr_factor:g}" if t.schedule == "cosine" else f"x{t.lr_factor:g} at epochs {steps}")
     schedule += f", {t.warmup_epochs:g} warm-up epochs" if t.warmup_epochs else ""
     schedule += f", EMA {t.ema:g}" if t.ema else ""
-    optimizer = {"adam": "Adam", "adamw": "AdamW"}.get(t.optimizer, t.optimizer)
+    optimizer = OPTIMIZERS[t.optimizer].__name__ if t.optimizer in OPTIMIZERS else printable(t.optimizer)
     optimizer += f" (weight decay {t.weight_decay:g})" if t.weight_decay else ""
     text = (f"{t.epochs} epochs, batch {t.batch_size}, {optimizer}, lr {t.lr:g} ({schedule}), "
             f"input {d.input_size[0]}x{d.input_size[1]}, pretrained {cfg.model.pretrained or 'none'}")

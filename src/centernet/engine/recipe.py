@@ -18,20 +18,21 @@ from ..config import TrainConfig
 from .checkpoint import unwrap
 
 
-#: ``train.optimizer`` choices
-OPTIMIZERS = ("adam", "adamw")
+#: ``train.optimizer`` -> its class
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     """``adam`` (the paper's): ``train.weight_decay`` as an L2 term on every parameter's gradient; ``adamw``:
     decayed apart from the gradient (Loshchilov & Hutter), on the weights of convolutions and linear layers
     only, not on biases and normalisation parameters (the tensors of one dimension)."""
+    optimizer = OPTIMIZERS[t.optimizer]
     if t.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        return optimizer(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": t.weight_decay},
               {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=t.lr)
+    return optimizer(groups, lr=t.lr)
 
 
 def per_step(t: TrainConfig) -> bool:

@@ -286,7 +286,7 @@ def validate_train_config(cfg: ExperimentConfig) -> None:
         ("train.warmup_epochs", t.warmup_epochs, math.isfinite(t.warmup_epochs) and t.warmup_epochs >= 0,
          "0 (off) or more"),
         ("train.ema", t.ema, 0 <= t.ema < 1, "0 (off) or a decay below 1"),
-        ("train.optimizer", t.optimizer, t.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+        ("train.optimizer", t.optimizer, t.optimizer in OPTIMIZERS, f"one of {tuple(OPTIMIZERS)}"),
         ("train.weight_decay", t.weight_decay, math.isfinite(t.weight_decay) and t.weight_decay >= 0,
          "0 (off) or more"),
         ("data.num_workers", d.num_workers, d.num_workers >= 0, "0 or more"),
